@@ -44,7 +44,7 @@ test('reads every dtype of a file written by Python safetensors, keeping dtype, 
   for (const [name, t] of weights) {
     assert.equal(t.dtype, dtypes[name], name);
     assert.deepEqual(t.shape, expected[name].shape, name);
-    const got = t.dtype === 'int64' ? [...(t.data as BigInt64Array)].map(String) : [...(t.data as ArrayLike<number>)].map(Number);
+    const got = t.dtype === 'int64' ? [...(t.data as BigInt64Array)].map(String) : Array.from(t.data as ArrayLike<number>, Number);
     const want = t.dtype === 'int64' ? expected[name].values : expected[name].values.map(num);
     assert.deepEqual(got, want, name);
   }
