@@ -279,9 +279,11 @@ export const VJP_RULES: Record<string, VjpRule> = {
 
   // y = transpose(x, perm):  dx = transpose(dy, perm^-1)
   Transpose: ({ e, node, dy }) => {
-    const perm =
-      (node.attributes.perm as number[] | undefined) ??
-      Array.from({ length: e.info.requireRank(x0(node), `Transpose backward of ${node.name}`) }, (_, i, arr) => arr.length - 1 - i);
+    let perm = node.attributes.perm as number[] | undefined;
+    if (!perm) {
+      const rank = e.info.requireRank(x0(node), `Transpose backward of ${node.name}`);
+      perm = Array.from({ length: rank }, (_, i) => rank - 1 - i);
+    }
     return [e.transpose(dyOf(node, dy), inversePerm(perm))];
   },
 
