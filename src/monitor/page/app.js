@@ -1,0 +1,323 @@
+// The dashboard: one websocket to /ws, every event folded into chart tables and a raw log.
+// Everything from the server is data: it is written with textContent, never as HTML.
+/* global uPlot */
+
+const MAX_POINTS = 5000; // per chart, oldest dropped
+const MAX_LOG_ROWS = 300;
+const MAX_TABLE_ROWS = 200;
+const REDRAW_MS = 250;
+const PALETTE = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2', '#17becf', '#7f7f7f', '#bcbd22'];
+const IDENTITY_FIELDS = new Set(['stage', 'type', 'time', 'round', 'seq']);
+
+const $ = (id) => document.getElementById(id);
+
+/** First finite number among the named fields. */
+function num(e, ...names) {
+  for (const n of names) {
+    const v = e[n];
+    if (typeof v === 'number' && Number.isFinite(v)) return v;
+  }
+  return undefined;
+}
+
+function str(v) {
+  return v === undefined || v === null ? '–' : String(v);
+}
+
+/** Columns sharing one x axis; a series that appears later is back-filled with nulls. */
+class SeriesTable {
+  constructor() {
+    this.reset();
+  }
+  reset() {
+    this.xs = [];
+    this.cols = new Map();
+    this.count = 0;
+  }
+  add(x, values) {
+    const entries = Object.entries(values).filter(([, v]) => typeof v === 'number' && Number.isFinite(v));
+    if (entries.length === 0) return false;
+    // uPlot needs ascending x; events from different sources can arrive slightly out of order.
+    let at = this.xs.length;
+    while (at > 0 && this.xs[at - 1] > x) at--;
+    this.xs.splice(at, 0, x);
+    for (const col of this.cols.values()) col.splice(at, 0, null);
+    for (const [name, v] of entries) {
+      let col = this.cols.get(name);
+      if (!col) {
+        col = new Array(this.xs.length).fill(null);
+        this.cols.set(name, col);
+      }
+      col[at] = v;
+    }
+    if (this.xs.length > MAX_POINTS) {
+      const cut = this.xs.length - MAX_POINTS;
+      this.xs.splice(0, cut);
+      for (const col of this.cols.values()) col.splice(0, cut);
+    }
+    this.count++;
+    return true;
+  }
+  /** Next x for charts indexed by arrival (windows, steps). */
+  nextIndex() {
+    return this.count + 1;
+  }
+}
+
+class Chart {
+  constructor(id, { time = true, xLabel = '', yLabel = '', points = false } = {}) {
+    this.panel = $(id);
+    this.el = this.panel.querySelector('.plot');
+    this.table = new SeriesTable();
+    this.opts = { time, xLabel, yLabel, points };
+    this.plot = null;
+    this.seriesKey = '';
+    this.dirty = false;
+  }
+  reset() {
+    this.table.reset();
+    this.dirty = true;
+  }
+  add(x, values) {
+    if (this.table.add(x, values)) this.dirty = true;
+  }
+  draw() {
+    if (!this.dirty) return;
+    this.dirty = false;
+    const names = [...this.table.cols.keys()];
+    this.panel.dataset.points = String(this.table.xs.length);
+    this.panel.dataset.series = names.join(',');
+    const data = [this.table.xs, ...this.table.cols.values()];
+    const key = names.join('\u0000');
+    if (this.plot && key === this.seriesKey) {
+      this.plot.setData(data);
+      return;
+    }
+    this.plot?.destroy();
+    this.plot = null;
+    this.seriesKey = key;
+    if (this.table.xs.length === 0) return;
+    const width = Math.max(300, this.el.clientWidth || this.panel.clientWidth - 16);
+    const opts = {
+      width,
+      height: 200,
+      scales: { x: { time: this.opts.time } },
+      axes: [{ label: this.opts.xLabel }, { label: this.opts.yLabel }],
+      series: [
+        {},
+        ...names.map((name, i) => ({
+          label: name,
+          stroke: PALETTE[i % PALETTE.length],
+          width: 1.5,
+          spanGaps: true,
+          points: { show: this.opts.points || this.table.xs.length < 40 },
+        })),
+      ],
+      legend: { live: false },
+    };
+    this.plot = new uPlot(opts, data, this.el);
+  }
+  resize() {
+    if (this.plot) this.plot.setSize({ width: Math.max(300, this.el.clientWidth), height: 200 });
+  }
+}
+
+const charts = {
+  throughput: new Chart('chart-throughput', { yLabel: 'records/s' }),
+  lag: new Chart('chart-lag', { yLabel: 'records' }),
+  alpha: new Chart('chart-alpha', { time: false, xLabel: 'window', yLabel: 'α*' }),
+  lengthDiff: new Chart('chart-lengthdiff', { time: false, xLabel: 'window', yLabel: 'chars' }),
+  margin: new Chart('chart-margin', { yLabel: 'reward margin' }),
+  loss: new Chart('chart-loss', { time: false, xLabel: 'step', yLabel: 'loss' }),
+  accuracy: new Chart('chart-accuracy', { time: false, xLabel: 'step', yLabel: 'accuracy' }),
+  eval: new Chart('chart-eval', { time: false, xLabel: 'round', points: true }),
+};
+
+const state = { events: 0, round: undefined, policy: undefined, reference: undefined };
+
+function resetState() {
+  for (const c of Object.values(charts)) c.reset();
+  Object.assign(state, { events: 0, round: undefined, policy: undefined, reference: undefined });
+  for (const id of ['checkpoints', 'evaluations', 'event-log']) $(id).tBodies[0].replaceChildren();
+  renderFacts();
+}
+
+function renderFacts() {
+  $('round').textContent = str(state.round);
+  $('policy-version').textContent = str(state.policy);
+  $('reference-version').textContent = str(state.reference);
+  $('event-count').textContent = String(state.events);
+  document.body.dataset.round = str(state.round);
+  document.body.dataset.policyVersion = str(state.policy);
+  document.body.dataset.referenceVersion = str(state.reference);
+}
+
+function prependRow(tableId, cells, className) {
+  const tr = document.createElement('tr');
+  if (className) tr.className = className;
+  for (const c of cells) {
+    const td = document.createElement('td');
+    td.textContent = c;
+    tr.append(td);
+  }
+  const body = $(tableId).tBodies[0];
+  body.prepend(tr);
+  while (body.rows.length > MAX_TABLE_ROWS) body.deleteRow(body.rows.length - 1);
+}
+
+function timeText(ms) {
+  return typeof ms === 'number' ? new Date(ms).toLocaleTimeString() : '–';
+}
+
+function otherFields(e, skip = IDENTITY_FIELDS) {
+  const rest = {};
+  for (const [k, v] of Object.entries(e)) if (!skip.has(k)) rest[k] = v;
+  const s = JSON.stringify(rest);
+  return s.length > 400 ? `${s.slice(0, 400)}…` : s;
+}
+
+/** Numeric fields of an event as chart series (e.g. an evaluation's win rates). */
+function numericFields(e, skip) {
+  const out = {};
+  for (const [k, v] of Object.entries(e)) if (!skip.has(k) && typeof v === 'number' && Number.isFinite(v)) out[k] = v;
+  return out;
+}
+
+const EVAL_SKIP = new Set([...IDENTITY_FIELDS, 'version', 'policyVersion', 'referenceVersion', 'n', 'count']);
+
+/** Folds one event into the dashboard; returns whether some chart or table used it. */
+function apply(e) {
+  const t = (e.time ?? Date.now()) / 1000;
+  let used = false;
+
+  if (typeof e.round === 'number') state.round = e.round;
+  if (e.policyVersion !== undefined) state.policy = e.policyVersion;
+  if (e.referenceVersion !== undefined) state.reference = e.referenceVersion;
+
+  if (e.stage === 'bus' && e.type === 'throughput' && e.rates && typeof e.rates === 'object') {
+    charts.throughput.add(t, e.rates);
+    return true;
+  }
+  if (e.stage === 'bus' && e.type === 'lag' && e.lag && typeof e.lag === 'object') {
+    charts.lag.add(t, e.lag);
+    return true;
+  }
+
+  if (e.type === 'checkpoint') {
+    const version = e.version ?? e.policyVersion;
+    if (version !== undefined) state.policy = version;
+    const reference = e.referenceVersion ?? e.parentVersion ?? e.parent;
+    if (e.referenceVersion === undefined && reference !== undefined) state.reference = reference;
+    const metrics = e.metrics && typeof e.metrics === 'object' ? JSON.stringify(e.metrics) : otherFields(e, new Set([...IDENTITY_FIELDS, 'version', 'parent', 'parentVersion', 'referenceVersion', 'sha256', 'key', 'location']));
+    prependRow('checkpoints', [timeText(e.time), str(version), str(e.parent ?? e.parentVersion), str(e.referenceVersion), str(e.round), typeof e.sha256 === 'string' ? e.sha256.slice(0, 16) : '–', metrics.length > 300 ? `${metrics.slice(0, 300)}…` : metrics]);
+    return true;
+  }
+
+  if (e.type === 'eval' || e.type === 'evaluation' || e.stage === 'eval') {
+    const values = numericFields(e, EVAL_SKIP);
+    charts.eval.add(typeof e.round === 'number' ? e.round : charts.eval.table.nextIndex(), values);
+    prependRow('evaluations', [timeText(e.time), str(e.round), str(e.version ?? e.policyVersion), JSON.stringify(values)]);
+    return true;
+  }
+
+  const throughput = num(e, 'rate', 'recordsPerSecond');
+  const records = num(e, 'records', 'count');
+  const seconds = num(e, 'seconds', 'intervalSeconds');
+  if (e.type === 'throughput' && (throughput !== undefined || (records !== undefined && seconds))) {
+    charts.throughput.add(t, { [e.stage]: throughput ?? records / seconds });
+    used = true;
+  }
+  const lag = num(e, 'lag', 'consumerLag');
+  if (lag !== undefined) {
+    charts.lag.add(t, { [e.stage]: lag });
+    used = true;
+  }
+
+  const alpha = num(e, 'alpha', 'alphaStar');
+  const before = num(e, 'lengthDiffBefore', 'meanLengthDiffBefore', 'lenDiffBefore');
+  const after = num(e, 'lengthDiffAfter', 'meanLengthDiffAfter', 'lenDiffAfter');
+  if (alpha !== undefined || before !== undefined || after !== undefined) {
+    const x = charts.alpha.table.nextIndex();
+    if (alpha !== undefined) charts.alpha.add(x, { 'α*': alpha });
+    charts.lengthDiff.add(x, { 'before shaping (α=0)': before, 'after shaping (α*)': after });
+    used = true;
+  }
+
+  const margin = num(e, 'rewardMargin', 'margin', 'meanRewardMargin');
+  if (margin !== undefined) {
+    charts.margin.add(t, { [e.stage]: margin });
+    used = true;
+  }
+
+  const loss = num(e, 'loss', 'dpoLoss');
+  const accuracy = num(e, 'rewardAccuracy', 'accuracy', 'implicitRewardAccuracy');
+  if (loss !== undefined || accuracy !== undefined) {
+    // `step` restarts every round; only a run-wide step can be the x axis.
+    const step = num(e, 'globalStep') ?? Math.max(charts.loss.table.nextIndex(), charts.accuracy.table.nextIndex());
+    if (loss !== undefined) charts.loss.add(step, { loss });
+    if (accuracy !== undefined) charts.accuracy.add(step, { accuracy });
+    used = true;
+  }
+  return used || e.policyVersion !== undefined || e.referenceVersion !== undefined || e.type === 'round';
+}
+
+function handleEvents(events) {
+  for (const e of events) {
+    if (!e || typeof e !== 'object' || typeof e.stage !== 'string' || typeof e.type !== 'string') continue;
+    state.events++;
+    const used = apply(e);
+    prependRow('event-log', [timeText(e.time), e.stage, e.type, str(e.round), otherFields(e)], used ? '' : 'unknown');
+  }
+  const log = $('event-log').tBodies[0];
+  while (log.rows.length > MAX_LOG_ROWS) log.deleteRow(log.rows.length - 1);
+  renderFacts();
+}
+
+function setStatus(status, text) {
+  document.body.dataset.status = status;
+  $('status').textContent = text ?? status;
+}
+
+// Reconnect with capped exponential backoff and jitter; a fresh `hello` resets the page, since the
+// server then sends its whole history again.
+let attempt = 0;
+function connect() {
+  const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  const ws = new WebSocket(`${scheme}//${location.host}/ws`);
+  ws.onmessage = (msg) => {
+    let m;
+    try {
+      m = JSON.parse(msg.data);
+    } catch {
+      return;
+    }
+    if (m.kind === 'hello') {
+      attempt = 0;
+      resetState();
+      $('namespace').textContent = str(m.namespace);
+      setStatus('syncing', `syncing ${m.historyEvents} events`);
+    } else if (m.kind === 'events' && Array.isArray(m.events)) {
+      handleEvents(m.events);
+    } else if (m.kind === 'live') {
+      setStatus('live');
+    }
+  };
+  ws.onclose = (ev) => {
+    if (ev.code === 4401 || ev.code === 4403) {
+      setStatus('unauthorized', ev.code === 4401 ? 'token refused: reload with ?token=…' : 'cross-origin connection refused');
+      return;
+    }
+    const delay = Math.min(10_000, 500 * 2 ** attempt) * (0.75 + Math.random() * 0.5);
+    attempt++;
+    setStatus('reconnecting', `reconnecting in ${(delay / 1000).toFixed(1)} s`);
+    setTimeout(connect, delay);
+  };
+}
+
+setInterval(() => {
+  for (const c of Object.values(charts)) c.draw();
+}, REDRAW_MS);
+window.addEventListener('resize', () => {
+  for (const c of Object.values(charts)) c.resize();
+});
+connect();
