@@ -36,6 +36,7 @@ export interface BusRecord extends RecordPosition {
 
 /** A record handed to a consumer: commit it once it is fully processed. */
 export interface ConsumedRecord extends BusRecord {
+  /** Idempotent: committing twice, or after produceAndCommit covered the record, changes nothing. */
   commit(): Promise<void>;
 }
 
@@ -95,13 +96,21 @@ export interface Bus {
   /**
    * Consume-transform-produce as one unit: writes `outputs` and commits the `consumed` positions for
    * `groupId` atomically (embedded: one SQLite transaction; kafka: a producer transaction with
-   * sendOffsets). Either all of it is visible afterwards or none of it.
+   * sendOffsets). Either all of it is visible afterwards or none of it: e.g. a record for a partition
+   * out of range makes it reject with nothing written and nothing committed. Consumed records it
+   * covers count as committed for their consumer (in-flight slots freed; their commit() is a no-op).
    */
   produceAndCommit(groupId: string, outputs: TopicRecords[], consumed: RecordPosition[]): Promise<void>;
   /** Moves a group's committed offsets (for replay). */
   seek(groupId: string, topic: string, position: StartPosition): Promise<void>;
-  /** Committed offsets of a group on a topic, per partition (-1 where none). */
+  /**
+   * Committed offsets of a group on a topic, per partition (-1 where none). As in Kafka, the
+   * committed offset is the offset of the next record to read (last done + 1).
+   */
   committed(groupId: string, topic: string): Promise<number[]>;
-  /** Drains in-flight work of active consumers (waits for their commits), then releases resources. */
+  /**
+   * Drains in-flight work of active consumers (stops fetching, waits for their commits), completes
+   * their observables, then releases resources.
+   */
   close(): Promise<void>;
 }
