@@ -153,7 +153,7 @@ function product(dims: Dim[]): number | null {
 const ELEMENTWISE = new Set(['Add', 'Sub', 'Mul', 'Div', 'Pow', 'Sum', 'Max', 'Min', 'Equal', 'Less', 'LessOrEqual', 'Greater', 'GreaterOrEqual', 'And', 'Or', 'Xor', 'Mod', 'PRelu']);
 const SAME_SHAPE = new Set([
   'Neg', 'Exp', 'Log', 'Sqrt', 'Reciprocal', 'Sigmoid', 'Tanh', 'Softplus', 'Relu', 'Abs', 'Cast', 'CastLike', 'Identity',
-  'Softmax', 'LogSoftmax', 'Not', 'Erf', 'Floor', 'Ceil', 'Sin', 'Cos', 'IsNaN', 'IsInf', 'Trilu', 'Clip', 'Sign', 'HardSigmoid', 'LeakyRelu', 'Elu', 'Round',
+  'Softmax', 'LogSoftmax', 'CumSum', 'Not', 'Erf', 'Floor', 'Ceil', 'Sin', 'Cos', 'IsNaN', 'IsInf', 'Trilu', 'Clip', 'Sign', 'HardSigmoid', 'LeakyRelu', 'Elu', 'Round',
 ]);
 const COMPARISONS = new Set(['Equal', 'Less', 'LessOrEqual', 'Greater', 'GreaterOrEqual', 'And', 'Or', 'Xor', 'Not', 'IsNaN', 'IsInf']);
 const REDUCTIONS = new Set(['ReduceSum', 'ReduceMean', 'ReduceMax', 'ReduceMin', 'ReduceLogSumExp', 'ReduceProd', 'ReduceSumSquare', 'ReduceL2']);

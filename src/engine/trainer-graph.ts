@@ -1,0 +1,162 @@
+import { GraphBuilder } from '../onnx/builder.ts';
+import type { LlamaConfig } from '../model/llama-config.ts';
+import { emitLlamaForward, llamaParameterShapes, type FloatDType } from '../model/llama-graph.ts';
+import { gradients } from '../autodiff/reverse.ts';
+import { emitPreferenceLoss, type PreferenceLossKind } from '../losses/preference.ts';
+import { emitSequenceLogps } from '../losses/sequence-logps.ts';
+import { emitSftLoss } from '../losses/sft.ts';
+import { emitAdamW, type AdamWConfig } from '../optim/adamw.ts';
+
+/**
+ * The training graphs. Parameters (HF names) and optimizer state are graph inputs; nothing is an
+ * initializer except small constants, so one serialized graph is a few hundred kB at any model size.
+ *
+ *  grads  (params, batch) → metrics + grad.<name>                     one per micro-batch
+ *  update (params, m.<name>, v.<name>, grad.<name>, lr, step) → new.<name>, new_m.<name>, new_v.<name>, grad_norm
+ *  step   grads and update fused: (params, m, v, batch, lr, step) → metrics + new params/state, grad_norm
+ *
+ * Batch inputs: input_ids, attention_mask int64 [N,T]; response_mask [N,T−1] (1 where the position
+ * predicts a response token); loss_weight scalar (1 / units in the whole batch, so micro-batch
+ * gradients sum to the full-batch mean). Preference losses: N = 2P rows, chosen rows first; ref_logps
+ * [N]; lengths [N] (rdpo); kto_z0 scalar (kto).
+ */
+
+export type LossKind = PreferenceLossKind | 'sft';
+
+export interface TrainGraphSpec {
+  config: LlamaConfig;
+  dtype: FloatDType;
+  loss: LossKind;
+  beta: number;
+  /** rdpo's length penalty. */
+  alpha?: number;
+  adamw: AdamWConfig;
+  /** RoPE table rows (longest sequence); default config.maxPositionEmbeddings. */
+  maxPositions?: number;
+}
+
+export const gradName = (p: string) => `grad.${p}`;
+export const mName = (p: string) => `m.${p}`;
+export const vName = (p: string) => `v.${p}`;
+export const newParamName = (p: string) => `new.${p}`;
+export const newMName = (p: string) => `new_m.${p}`;
+export const newVName = (p: string) => `new_v.${p}`;
+
+/** Scalar/vector metric outputs of the grads and step graphs. */
+export const METRIC_OUTPUTS = ['loss', 'units', 'correct_sum', 'margin_sum', 'chosen_reward_sum', 'rejected_reward_sum', 'policy_logps'] as const;
+
+function emitLossAndGrads(g: GraphBuilder, spec: TrainGraphSpec): Map<string, string> {
+  const { config, dtype } = spec;
+  const shapes = llamaParameterShapes(config);
+  const params = new Map<string, string>();
+  const inputIds = g.input('input_ids', 'int64', ['rows', 'seq']);
+  const attentionMask = g.input('attention_mask', 'int64', ['rows', 'seq']);
+  const responseMask = g.input('response_mask', dtype, ['rows', 'seq_minus_1']);
+  const lossWeight = g.input('loss_weight', dtype, []);
+  const { logProbs } = emitLlamaForward(g, config, {
+    dtype,
+    inputIds,
+    attentionMask,
+    maxPositions: spec.maxPositions,
+    weight: (name, shape) => {
+      const v = g.input(name, dtype, shape);
+      params.set(name, v);
+      return v;
+    },
+  });
+  for (const name of shapes.keys()) if (!params.has(name)) params.set(name, g.input(name, dtype, shapes.get(name)!));
+  const seqLogps = emitSequenceLogps(g, logProbs, responseMask);
+  g.output(seqLogps, dtype, ['rows'], 'policy_logps');
+  const sum = (v: string) => g.op1('ReduceSum', [v], { keepdims: 0 });
+
+  let lossSum: string;
+  if (spec.loss === 'sft') {
+    const sft = emitSftLoss(g, logProbs, responseMask);
+    lossSum = sft.lossSum;
+    g.output(sft.tokens, dtype, [], 'units');
+    for (const name of ['correct_sum', 'margin_sum', 'chosen_reward_sum', 'rejected_reward_sum']) g.output(g.scalar(0, dtype), dtype, [], name);
+  } else {
+    const refLogps = g.input('ref_logps', dtype, ['rows']);
+    const [policyChosen, policyRejected] = g.op('Split', [seqLogps], { axis: 0, num_outputs: 2 }, { outputs: 2 });
+    const [refChosen, refRejected] = g.op('Split', [refLogps], { axis: 0, num_outputs: 2 }, { outputs: 2 });
+    let chosenLengths: string | undefined;
+    let rejectedLengths: string | undefined;
+    if (spec.loss === 'rdpo') {
+      const lengths = g.input('lengths', dtype, ['rows']);
+      [chosenLengths, rejectedLengths] = g.op('Split', [lengths], { axis: 0, num_outputs: 2 }, { outputs: 2 });
+    }
+    const ktoReference = spec.loss === 'kto' ? g.input('kto_z0', dtype, []) : undefined;
+    const out = emitPreferenceLoss(
+      g,
+      spec.loss,
+      { policyChosen, policyRejected, refChosen, refRejected, chosenLengths, rejectedLengths, ktoReference },
+      { beta: spec.beta, alpha: spec.alpha, dtype },
+    );
+    lossSum = out.lossSum;
+    const pairs = g.op1('CastLike', [g.op1('Shape', [policyChosen]), lossWeight]);
+    g.output(g.op1('Mul', [g.op1('ReduceSum', [pairs], { keepdims: 0 }), g.scalar(out.unitsPerPair, dtype)]), dtype, [], 'units');
+    g.output(out.correctSum, dtype, [], 'correct_sum');
+    g.output(out.marginSum, dtype, [], 'margin_sum');
+    g.output(sum(out.chosenRewards), dtype, [], 'chosen_reward_sum');
+    g.output(sum(out.rejectedRewards), dtype, [], 'rejected_reward_sum');
+  }
+  const loss = g.op1('Mul', [lossSum, lossWeight]);
+  g.output(loss, dtype, [], 'loss');
+  const { grads } = gradients(g, { loss, wrt: [...params.values()] });
+  const byName = new Map<string, string>();
+  for (const [name, v] of params) byName.set(name, grads.get(v)!);
+  return byName;
+}
+
+/** grads graph: metrics and grad.<name> for every parameter. */
+export function buildGradsGraph(spec: TrainGraphSpec): GraphBuilder {
+  const g = new GraphBuilder('train_grads');
+  const grads = emitLossAndGrads(g, spec);
+  const shapes = llamaParameterShapes(spec.config);
+  for (const [name, grad] of grads) g.output(grad, spec.dtype, shapes.get(name)!, gradName(name));
+  return g;
+}
+
+function emitUpdate(g: GraphBuilder, spec: TrainGraphSpec, grads: Map<string, string>, params: Map<string, string>): void {
+  const shapes = llamaParameterShapes(spec.config);
+  const lr = g.input('lr', spec.dtype, []);
+  const step = g.input('step', spec.dtype, []);
+  const names = [...shapes.keys()];
+  const slots = names.map((name) => ({
+    param: params.get(name) ?? name,
+    m: g.input(mName(name), spec.dtype, shapes.get(name)!),
+    v: g.input(vName(name), spec.dtype, shapes.get(name)!),
+    grad: grads.get(name)!,
+  }));
+  const out = emitAdamW(g, slots, lr, step, spec.adamw, spec.dtype);
+  names.forEach((name, k) => {
+    const shape = shapes.get(name)!;
+    g.output(out.params[k], spec.dtype, shape, newParamName(name));
+    g.output(out.m[k], spec.dtype, shape, newMName(name));
+    g.output(out.v[k], spec.dtype, shape, newVName(name));
+  });
+  g.output(out.gradNorm, spec.dtype, [], 'grad_norm');
+}
+
+/** update graph: AdamW over accumulated gradients fed as inputs. */
+export function buildUpdateGraph(spec: TrainGraphSpec): GraphBuilder {
+  const g = new GraphBuilder('train_update');
+  const shapes = llamaParameterShapes(spec.config);
+  const params = new Map<string, string>();
+  const grads = new Map<string, string>();
+  for (const [name, shape] of shapes) {
+    params.set(name, g.input(name, spec.dtype, shape));
+    grads.set(name, g.input(gradName(name), spec.dtype, shape));
+  }
+  emitUpdate(g, spec, grads, params);
+  return g;
+}
+
+/** step graph: forward, backward and AdamW in one run (a step of one micro-batch). */
+export function buildStepGraph(spec: TrainGraphSpec): GraphBuilder {
+  const g = new GraphBuilder('train_step');
+  const grads = emitLossAndGrads(g, spec);
+  const params = new Map([...llamaParameterShapes(spec.config).keys()].map((n) => [n, n]));
+  emitUpdate(g, spec, grads, params);
+  return g;
+}
