@@ -40,6 +40,8 @@ inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 log.dirs=$run_dir/data
 num.partitions=1
+# Topics are created explicitly (Bus.createTopic): producing to a missing topic is an error, not a new topic.
+auto.create.topics.enable=false
 default.replication.factor=1
 min.insync.replicas=1
 # One node: internal topics have one replica, and few partitions so the first group/transaction is quick.
