@@ -85,7 +85,7 @@ async function* readJsonl(path: string): AsyncGenerator<RecordEntry> {
   const stream = createReadStream(path);
   try {
     for await (const chunk of stream as AsyncIterable<Buffer>) {
-      let buf = carry ? Buffer.concat([carry, chunk]) : chunk;
+      const buf: Buffer = carry ? Buffer.concat([carry, chunk]) : chunk;
       let start = 0;
       for (let nl = buf.indexOf(10, start); nl >= 0; nl = buf.indexOf(10, start)) {
         const entry = parseLine(buf.subarray(start, nl));
@@ -93,7 +93,6 @@ async function* readJsonl(path: string): AsyncGenerator<RecordEntry> {
         if (entry) yield entry;
       }
       carry = start < buf.length ? Buffer.from(buf.subarray(start)) : null;
-      buf = Buffer.alloc(0);
     }
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new RecordsFileError(path, 'no such file');
