@@ -1,6 +1,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFileSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { initNamedModel, initWeights, writeInitModel } from '../../src/model/init.ts';
@@ -174,5 +175,21 @@ test('loadModel: a tokenizer with more ids than the model vocab is an error', ()
     for (const f of readdirSync(src)) copyFileSync(join(src, f), join(dir, f));
     writeFileSync(join(dir, 'tokenizer.json'), namedShape('tiny').tokenizer.files.tokenizerJson);
     assert.throws(() => loadModel(dir), /tokenizer\.json: the tokenizer has 1024 ids but config\.json vocab_size is 64/);
+  });
+});
+
+test('`dice model init` writes the same loadable model as initNamedModel for that seed', () => {
+  withTmp((dir) => {
+    const out = join(dir, 'm');
+    const bin = new URL('../../bin/dice.mjs', import.meta.url).pathname;
+    const run = spawnSync(process.execPath, [bin, 'model', 'init', '--arch', 'tiny-qwen2', '--out', out, '--seed', '42'], { encoding: 'utf8' });
+    assert.equal(run.status, 0, run.stderr);
+    assert.match(run.stdout, /wrote .*tiny-qwen2 \(qwen2, 2 layers, hidden 64, vocab 1024\), 205,376 parameters, float32, seed 42/);
+    const expected = initNamedModel('tiny-qwen2', { seed: 42 });
+    assert.ok(readFileSync(join(out, 'model.safetensors')).equals(Buffer.from(encodeSafetensors(expected.weights, { format: 'pt' }))));
+    assert.deepEqual(loadModel(out).config, expected.config);
+    const bad = spawnSync(process.execPath, [bin, 'model', 'init', '--arch', 'gpt5', '--out', out], { encoding: 'utf8' });
+    assert.equal(bad.status, 1);
+    assert.match(bad.stderr, /unknown model shape "gpt5"/);
   });
 });

@@ -1,0 +1,66 @@
+import type { Command } from 'commander';
+import { InvalidArgumentError } from 'commander';
+
+const DTYPES = ['float32', 'bfloat16', 'float16'] as const;
+
+function parseSeed(value: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < 0 || n > 0xffffffff) throw new InvalidArgumentError('must be an integer in [0, 2^32)');
+  return n;
+}
+
+function parseDtype(value: string): (typeof DTYPES)[number] {
+  if (!(DTYPES as readonly string[]).includes(value)) throw new InvalidArgumentError(`must be one of ${DTYPES.join(', ')}`);
+  return value as (typeof DTYPES)[number];
+}
+
+export function register(program: Command): void {
+  const model = program.command('model').description('Hugging Face model directories: create and inspect');
+
+  model
+    .command('init')
+    .description('write a randomly initialised model of a named shape (config.json, model.safetensors, tokenizer), loadable by transformers')
+    .requiredOption('--arch <name>', 'shape: tiny, tiny-qwen2, smollm2-135m, qwen2.5-0.5b')
+    .requiredOption('--out <dir>', 'output directory (created; files in it are overwritten)')
+    .option('--seed <n>', 'random seed', parseSeed, 0)
+    .option('--dtype <dtype>', `weight dtype: ${DTYPES.join(', ')}`, parseDtype, 'float32')
+    .action(async (opts: { arch: string; out: string; seed: number; dtype: (typeof DTYPES)[number] }) => {
+      const { writeInitModel } = await import('../../model/init.ts');
+      const started = performance.now();
+      const { config, weights } = writeInitModel(opts.arch, opts.out, { seed: opts.seed, dtype: opts.dtype });
+      let params = 0;
+      for (const t of weights.values()) params += t.data.length;
+      const seconds = ((performance.now() - started) / 1000).toFixed(1);
+      console.log(`wrote ${opts.out}: ${opts.arch} (${config.architecture}, ${config.numLayers} layers, hidden ${config.hiddenSize}, vocab ${config.vocabSize}), ${params.toLocaleString('en-US')} parameters, ${opts.dtype}, seed ${opts.seed}, ${seconds}s`);
+    });
+
+  model
+    .command('info')
+    .description('load and validate a model directory and print its config')
+    .requiredOption('--model <dir>', 'model directory')
+    .option('--json', 'print JSON')
+    .action(async (opts: { model: string; json?: boolean }) => {
+      const { loadModel } = await import('../../model/load.ts');
+      const m = loadModel(opts.model);
+      let params = 0;
+      const dtypes = new Set<string>();
+      for (const t of m.weights.values()) {
+        params += t.data.length;
+        dtypes.add(t.dtype);
+      }
+      const info = {
+        dir: m.dir,
+        config: m.config,
+        parameters: params,
+        dtypes: [...dtypes],
+        tokenizer: { vocabSize: m.tokenizer.vocabSize, bosTokenId: m.tokenizer.bosTokenId, eosTokenId: m.tokenizer.eosTokenId },
+        chatTemplate: m.chatTemplate !== null,
+      };
+      if (opts.json) console.log(JSON.stringify(info));
+      else {
+        const c = m.config;
+        console.log(`${m.dir}: ${c.architecture}, ${c.numLayers} layers, hidden ${c.hiddenSize}, heads ${c.numHeads}/${c.numKvHeads} (head_dim ${c.headDim}), intermediate ${c.intermediateSize}, vocab ${c.vocabSize}${c.tieWordEmbeddings ? ', tied embeddings' : ''}${c.attentionBias ? ', q/k/v bias' : ''}`);
+        console.log(`  ${params.toLocaleString('en-US')} parameters (${info.dtypes.join(', ')}); tokenizer ${m.tokenizer.vocabSize} ids; eos ${JSON.stringify(c.eosTokenIds)}; chat template: ${info.chatTemplate ? 'yes' : 'no'}`);
+      }
+    });
+}
