@@ -7,7 +7,7 @@
  * written by either and writing it back gives the same bytes. Reading keeps each tensor's dtype and makes
  * zero-copy views into the one file buffer wherever the element alignment allows.
  */
-import { closeSync, existsSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DType, HostTensor, TypedArray, Weights } from './tensor.ts';
 import { numel } from './tensor.ts';
@@ -138,11 +138,30 @@ export function parseSafetensors(bytes: Uint8Array, source = '<buffer>'): Safete
   return { weights, metadata };
 }
 
+/** Reads a whole file into one buffer in chunks (readFileSync stops at 2 GiB; a 0.5B f32 model is close). */
+function readWholeFile(path: string): Uint8Array {
+  const fd = openSync(path, 'r');
+  try {
+    const size = fstatSync(fd).size;
+    const bytes = Buffer.allocUnsafeSlow(size);
+    const CHUNK = 1 << 30;
+    let done = 0;
+    while (done < size) {
+      const n = readSync(fd, bytes, done, Math.min(CHUNK, size - done), done);
+      if (n === 0) throw new Error(`file shrank while reading (${done} of ${size} bytes)`);
+      done += n;
+    }
+    return bytes;
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /** Reads one .safetensors file (one read into memory; tensors are views of it). */
 export function readSafetensors(path: string): SafetensorsFile {
-  let bytes: Buffer;
+  let bytes: Uint8Array;
   try {
-    bytes = readFileSync(path);
+    bytes = readWholeFile(path);
   } catch (err) {
     throw new Error(`${path}: cannot read safetensors file (${(err as Error).message})`);
   }
