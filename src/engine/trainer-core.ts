@@ -1,0 +1,366 @@
+import * as ort from 'onnxruntime-node';
+import type { LlamaConfig } from '../model/llama-config.ts';
+import { llamaParameterShapes, toFloat, type FloatDType } from '../model/llama-graph.ts';
+import type { HostTensor, Weights } from '../model/tensor.ts';
+import { serializeModel, GraphBuilder } from '../onnx/builder.ts';
+import { createSession, toOrt, type ExecutionProvider } from '../onnx/session.ts';
+import { emitLlamaForward } from '../model/llama-graph.ts';
+import { emitSequenceLogps } from '../losses/sequence-logps.ts';
+import { ADAMW_DEFAULTS, type AdamWConfig } from '../optim/adamw.ts';
+import { learningRateAt } from '../optim/schedule.ts';
+import {
+  buildGradsGraph,
+  buildStepGraph,
+  buildUpdateGraph,
+  gradName,
+  mName,
+  newMName,
+  newParamName,
+  newVName,
+  vName,
+  type LossKind,
+  type TrainGraphSpec,
+} from './trainer-graph.ts';
+import { chunk, collateRows, ktoMismatchedRows, preferenceRows, type PreferencePair, type Row, type SftExample } from './trainer-batch.ts';
+
+/**
+ * The trainer engine's state and step, run in whichever thread owns it (trainer-worker.ts hosts it
+ * in a worker). Parameters, AdamW moments m and v live as host typed arrays fed to onnxruntime
+ * without copying; the new values are written by onnxruntime straight into preallocated buffers
+ * (parameters ping-pong between two buffers; m and v are updated in place, which is safe because
+ * each is read only by the node that computes its own new value).
+ *
+ * One optimizer step = one run of the fused step graph when the batch is a single micro-batch,
+ * otherwise one grads run per micro-batch (gradients summed on the host) and one update run.
+ */
+
+export interface TrainerOptions {
+  loss: LossKind;
+  beta: number;
+  /** rdpo's length penalty α. */
+  alpha?: number;
+  lr: number;
+  /** Linear warm-up steps of the constant schedule (paper: 50). */
+  warmupSteps: number;
+  adamw?: Partial<AdamWConfig>;
+  /** Pairs (or SFT examples) per onnxruntime run; a batch with more is accumulated. Default: whole batch. */
+  microBatch?: number;
+  dtype?: FloatDType;
+  provider?: ExecutionProvider;
+  threads?: number;
+  /** Longest sequence (rows of the RoPE tables); default config.maxPositionEmbeddings. */
+  maxPositions?: number;
+  padTokenId?: number;
+}
+
+export type TrainBatch =
+  | { kind: 'preference'; pairs: PreferencePair[]; /** kto: reference log-probs of ktoMismatchedRows(pairs) */ refMismatchedLogps?: number[] }
+  | { kind: 'sft'; examples: SftExample[] };
+
+export interface StepMetrics {
+  /** Optimizer steps completed, this one included. */
+  step: number;
+  lr: number;
+  loss: number;
+  /** Fraction of pairs whose chosen implicit reward exceeds the rejected one. */
+  rewardAccuracy: number;
+  chosenReward: number;
+  rejectedReward: number;
+  margin: number;
+  /** Global gradient norm before clipping. */
+  gradNorm: number;
+  examples: number;
+  tokens: number;
+  microBatches: number;
+  seconds: number;
+}
+
+export interface TrainerState {
+  step: number;
+  params: Weights;
+  m: Weights;
+  v: Weights;
+}
+
+type Buffer = Float32Array | Float64Array;
+
+export class TrainerCore {
+  private readonly names: string[];
+  private readonly shapes: Map<string, number[]>;
+  private params = new Map<string, Buffer>();
+  private spare = new Map<string, Buffer>();
+  private readonly m = new Map<string, Buffer>();
+  private readonly v = new Map<string, Buffer>();
+  private stepsDone = 0;
+  private readonly sessions = new Map<string, Promise<ort.InferenceSession>>();
+  readonly dtype: FloatDType;
+  private readonly spec: TrainGraphSpec;
+
+  constructor(
+    readonly config: LlamaConfig,
+    weights: Weights,
+    readonly options: TrainerOptions,
+  ) {
+    this.dtype = options.dtype ?? 'float32';
+    this.shapes = llamaParameterShapes(config);
+    this.names = [...this.shapes.keys()];
+    for (const name of this.names) {
+      const t = weights.get(name);
+      if (!t) throw new Error(`trainer: the model has no tensor ${name}`);
+      const data = toFloat(t, this.dtype).data as Buffer;
+      // own copies: the buffers are written in place by later steps
+      this.params.set(name, data === t.data ? data.slice() : data);
+      this.spare.set(name, this.alloc(name));
+      this.m.set(name, this.alloc(name));
+      this.v.set(name, this.alloc(name));
+    }
+    if (options.beta <= 0 && options.loss !== 'sft') throw new Error(`trainer: beta must be > 0 (got ${options.beta})`);
+    this.spec = {
+      config,
+      dtype: this.dtype,
+      loss: options.loss,
+      beta: options.beta,
+      alpha: options.alpha,
+      adamw: { ...ADAMW_DEFAULTS, ...options.adamw },
+      maxPositions: options.maxPositions,
+    };
+  }
+
+  private alloc(name: string): Buffer {
+    const n = this.shapes.get(name)!.reduce((a, b) => a * b, 1);
+    return this.dtype === 'float64' ? new Float64Array(n) : new Float32Array(n);
+  }
+
+  /** Restores optimizer state (e.g. from a checkpoint's optimizer file). */
+  setState(state: { step: number; m?: Weights; v?: Weights }): void {
+    this.stepsDone = state.step;
+    for (const [which, src] of [[this.m, state.m], [this.v, state.v]] as const) {
+      if (!src) continue;
+      for (const name of this.names) {
+        const t = src.get(name);
+        if (!t) throw new Error(`trainer state: missing ${name}`);
+        which.get(name)!.set(toFloat(t, this.dtype).data as Buffer);
+      }
+    }
+  }
+
+  get steps(): number {
+    return this.stepsDone;
+  }
+
+  private tensor(name: string, data: Buffer): ort.Tensor {
+    return new ort.Tensor(this.dtype, data, this.shapes.get(name)!);
+  }
+
+  private scalar(x: number): ort.Tensor {
+    return new ort.Tensor(this.dtype, this.dtype === 'float64' ? Float64Array.of(x) : Float32Array.of(x), []);
+  }
+
+  private session(kind: 'step' | 'grads' | 'update' | 'logps'): Promise<ort.InferenceSession> {
+    let s = this.sessions.get(kind);
+    if (!s) {
+      const graph =
+        kind === 'step' ? buildStepGraph(this.spec) : kind === 'grads' ? buildGradsGraph(this.spec) : kind === 'update' ? buildUpdateGraph(this.spec) : this.logpsGraph();
+      s = createSession(serializeModel(graph), {
+        provider: this.options.provider,
+        threads: this.options.threads,
+        // onnxruntime's x·sigmoid(x) → QuickGelu fusion has no float64 kernel
+        optimization: this.dtype === 'float64' ? 'basic' : 'all',
+      });
+      this.sessions.set(kind, s);
+    }
+    return s;
+  }
+
+  private logpsGraph(): GraphBuilder {
+    const g = new GraphBuilder('policy_logps');
+    const ids = g.input('input_ids', 'int64', ['rows', 'seq']);
+    const mask = g.input('attention_mask', 'int64', ['rows', 'seq']);
+    const resp = g.input('response_mask', this.dtype, ['rows', 'seq_minus_1']);
+    const { logProbs } = emitLlamaForward(g, this.config, {
+      dtype: this.dtype,
+      inputIds: ids,
+      attentionMask: mask,
+      maxPositions: this.options.maxPositions,
+      weight: (name, shape) => g.input(name, this.dtype, shape),
+    });
+    g.output(emitSequenceLogps(g, logProbs, resp), this.dtype, ['rows'], 'policy_logps');
+    return g;
+  }
+
+  private paramFeeds(feeds: Record<string, ort.Tensor>, session: ort.InferenceSession): void {
+    const wanted = new Set(session.inputNames);
+    for (const name of this.names) if (wanted.has(name)) feeds[name] = this.tensor(name, this.params.get(name)!);
+  }
+
+  /** Summed response log-probs of rows under the current policy (no gradient). */
+  async policyLogps(rows: Row[]): Promise<number[]> {
+    const session = await this.session('logps');
+    const out: number[] = [];
+    for (const part of chunk(rows, this.options.microBatch ? this.options.microBatch * 2 : rows.length)) {
+      const c = collateRows(part, this.dtype, this.options.padTokenId ?? 0);
+      const feeds: Record<string, ort.Tensor> = { input_ids: toOrt(c.input_ids), attention_mask: toOrt(c.attention_mask), response_mask: toOrt(c.response_mask) };
+      this.paramFeeds(feeds, session);
+      const r = await session.run(feeds, ['policy_logps']);
+      out.push(...Array.from(r.policy_logps.data as Buffer));
+    }
+    return out;
+  }
+
+  /** One optimizer step over the batch (accumulating micro-batches); returns the step's metrics. */
+  async step(batch: TrainBatch): Promise<StepMetrics> {
+    const started = performance.now();
+    const isSft = this.options.loss === 'sft';
+    if ((batch.kind === 'sft') !== isSft) throw new Error(`trainer: a ${batch.kind} batch cannot train the ${this.options.loss} loss`);
+    const micro = this.microBatches(batch);
+    const units = isSft
+      ? (batch as { examples: SftExample[] }).examples.reduce((s, e) => s + e.completionTokenIds.length, 0)
+      : (batch as { pairs: PreferencePair[] }).pairs.length * (this.options.loss === 'kto' ? 2 : 1);
+    const ktoZ0 = this.options.loss === 'kto' && batch.kind === 'preference' ? await this.ktoReference(batch) : undefined;
+    const lr = learningRateAt({ lr: this.options.lr, warmupSteps: this.options.warmupSteps }, this.stepsDone);
+    const t = this.stepsDone + 1;
+    const sums = { loss: 0, correct: 0, margin: 0, chosen: 0, rejected: 0, tokens: 0 };
+    const addMetrics = (r: ort.InferenceSession.ReturnType, tokens: number) => {
+      sums.loss += Number(r.loss.data[0]);
+      sums.correct += Number(r.correct_sum.data[0]);
+      sums.margin += Number(r.margin_sum.data[0]);
+      sums.chosen += Number(r.chosen_reward_sum.data[0]);
+      sums.rejected += Number(r.rejected_reward_sum.data[0]);
+      sums.tokens += tokens;
+    };
+    const metricNames = ['loss', 'correct_sum', 'margin_sum', 'chosen_reward_sum', 'rejected_reward_sum'];
+    let gradNorm: number;
+
+    if (micro.length === 1) {
+      const session = await this.session('step');
+      const { feeds, tokens } = this.batchFeeds(micro[0], units, ktoZ0);
+      this.paramFeeds(feeds, session);
+      feeds.lr = this.scalar(lr);
+      feeds.step = this.scalar(t);
+      const fetches: Record<string, ort.Tensor | null> = {};
+      for (const n of metricNames) fetches[n] = null;
+      fetches.grad_norm = null;
+      for (const name of this.names) {
+        feeds[mName(name)] = this.tensor(name, this.m.get(name)!);
+        feeds[vName(name)] = this.tensor(name, this.v.get(name)!);
+        fetches[newParamName(name)] = this.tensor(name, this.spare.get(name)!);
+        fetches[newMName(name)] = this.tensor(name, this.m.get(name)!);
+        fetches[newVName(name)] = this.tensor(name, this.v.get(name)!);
+      }
+      const r = await session.run(feeds, fetches);
+      addMetrics(r, tokens);
+      gradNorm = Number(r.grad_norm.data[0]);
+    } else {
+      const grads = await this.session('grads');
+      const acc = new Map<string, Buffer>();
+      const scratch = new Map<string, Buffer>();
+      for (const [k, part] of micro.entries()) {
+        const { feeds, tokens } = this.batchFeeds(part, units, ktoZ0);
+        this.paramFeeds(feeds, grads);
+        const fetches: Record<string, ort.Tensor | null> = {};
+        for (const n of metricNames) fetches[n] = null;
+        for (const name of this.names) {
+          if (k === 0) acc.set(name, this.alloc(name));
+          else if (!scratch.has(name)) scratch.set(name, this.alloc(name));
+          fetches[gradName(name)] = this.tensor(name, k === 0 ? acc.get(name)! : scratch.get(name)!);
+        }
+        const r = await grads.run(feeds, fetches);
+        addMetrics(r, tokens);
+        if (k > 0) for (const name of this.names) addInto(acc.get(name)!, scratch.get(name)!);
+      }
+      const update = await this.session('update');
+      const feeds: Record<string, ort.Tensor> = { lr: this.scalar(lr), step: this.scalar(t) };
+      const fetches: Record<string, ort.Tensor | null> = { grad_norm: null };
+      for (const name of this.names) {
+        feeds[name] = this.tensor(name, this.params.get(name)!);
+        feeds[gradName(name)] = this.tensor(name, acc.get(name)!);
+        feeds[mName(name)] = this.tensor(name, this.m.get(name)!);
+        feeds[vName(name)] = this.tensor(name, this.v.get(name)!);
+        fetches[newParamName(name)] = this.tensor(name, this.spare.get(name)!);
+        fetches[newMName(name)] = this.tensor(name, this.m.get(name)!);
+        fetches[newVName(name)] = this.tensor(name, this.v.get(name)!);
+      }
+      const r = await update.run(feeds, fetches);
+      gradNorm = Number(r.grad_norm.data[0]);
+    }
+    [this.params, this.spare] = [this.spare, this.params];
+    this.stepsDone = t;
+    const pairs = isSft ? 0 : (batch as { pairs: PreferencePair[] }).pairs.length;
+    return {
+      step: t,
+      lr,
+      loss: sums.loss,
+      rewardAccuracy: pairs ? sums.correct / pairs : 0,
+      chosenReward: pairs ? sums.chosen / pairs : 0,
+      rejectedReward: pairs ? sums.rejected / pairs : 0,
+      margin: pairs ? sums.margin / pairs : 0,
+      gradNorm,
+      examples: isSft ? (batch as { examples: SftExample[] }).examples.length : pairs,
+      tokens: sums.tokens,
+      microBatches: micro.length,
+      seconds: (performance.now() - started) / 1000,
+    };
+  }
+
+  private microBatches(batch: TrainBatch): Array<PreferencePair[] | SftExample[]> {
+    const items: Array<PreferencePair | SftExample> = batch.kind === 'sft' ? batch.examples : batch.pairs;
+    if (items.length === 0) throw new Error('trainer: empty batch');
+    return chunk(items, this.options.microBatch ?? items.length) as Array<PreferencePair[] | SftExample[]>;
+  }
+
+  private async ktoReference(batch: { pairs: PreferencePair[]; refMismatchedLogps?: number[] }): Promise<number> {
+    const ref = batch.refMismatchedLogps;
+    if (!ref || ref.length !== batch.pairs.length) {
+      throw new Error('trainer: the kto loss needs refMismatchedLogps (reference log-probs of ktoMismatchedRows(pairs)), one per pair');
+    }
+    const policy = await this.policyLogps(ktoMismatchedRows(batch.pairs));
+    const kl = policy.reduce((s, p, i) => s + p - ref[i], 0) / policy.length;
+    return Math.max(0, kl);
+  }
+
+  private batchFeeds(part: PreferencePair[] | SftExample[], units: number, ktoZ0: number | undefined): { feeds: Record<string, ort.Tensor>; tokens: number } {
+    const isSft = this.options.loss === 'sft';
+    const rows: Row[] = isSft
+      ? (part as SftExample[]).map((e) => ({ prompt: e.promptTokenIds, response: e.completionTokenIds }))
+      : preferenceRows(part as PreferencePair[]);
+    const c = collateRows(rows, this.dtype, this.options.padTokenId ?? 0);
+    const vec = (xs: number[]): ort.Tensor => new ort.Tensor(this.dtype, this.dtype === 'float64' ? Float64Array.from(xs) : Float32Array.from(xs), [xs.length]);
+    const feeds: Record<string, ort.Tensor> = {
+      input_ids: toOrt(c.input_ids),
+      attention_mask: toOrt(c.attention_mask),
+      response_mask: toOrt(c.response_mask),
+      loss_weight: this.scalar(1 / units),
+    };
+    if (!isSft) {
+      const pairs = part as PreferencePair[];
+      feeds.ref_logps = vec([...pairs.map((p) => p.refChosenLogp), ...pairs.map((p) => p.refRejectedLogp)]);
+      if (this.options.loss === 'rdpo') {
+        feeds.lengths = vec([...pairs.map((p) => p.chosenLength ?? p.chosenTokenIds.length), ...pairs.map((p) => p.rejectedLength ?? p.rejectedTokenIds.length)]);
+      }
+      if (this.options.loss === 'kto') feeds.kto_z0 = this.scalar(ktoZ0 ?? 0);
+    }
+    return { feeds, tokens: c.responseTokens };
+  }
+
+  /** Current parameters as HF-named host tensors (copies, in the trainer's dtype). */
+  weights(): Weights {
+    const out: Weights = new Map();
+    for (const name of this.names) out.set(name, { dtype: this.dtype, shape: this.shapes.get(name)!, data: this.params.get(name)!.slice() } as HostTensor);
+    return out;
+  }
+
+  state(): TrainerState {
+    const copy = (src: Map<string, Buffer>): Weights =>
+      new Map(this.names.map((n) => [n, { dtype: this.dtype, shape: this.shapes.get(n)!, data: src.get(n)!.slice() } as HostTensor]));
+    return { step: this.stepsDone, params: this.weights(), m: copy(this.m), v: copy(this.v) };
+  }
+
+  async release(): Promise<void> {
+    for (const s of this.sessions.values()) await (await s).release();
+    this.sessions.clear();
+  }
+}
+
+function addInto(acc: Buffer, x: Buffer): void {
+  for (let i = 0; i < acc.length; i++) acc[i] += x[i];
+}
