@@ -49,7 +49,7 @@ for (const maxGradNorm of [null, 0.5]) {
     const p0 = [[0.5, -1, 2], [0.1, 0.3]];
     const grads = [[[0.2, -0.4, 1.5], [0.05, -0.3]], [[-0.1, 0.2, 0.3], [0.6, 0.01]], [[0.0, 1.0, -2.0], [0.4, -0.2]]];
     const lr = 0.01;
-    const state = { p: p0.map((x) => Float64Array.from(x)), m: p0.map((x) => new Float64Array(x.length)), v: p0.map((x) => new Float64Array(x.length)) };
+    const state: { p: Float64Array[]; m: Float64Array[]; v: Float64Array[] } = { p: p0.map((x) => Float64Array.from(x)), m: p0.map((x) => new Float64Array(x.length)), v: p0.map((x) => new Float64Array(x.length)) };
     const norms: number[] = [];
     for (const [s, gs] of grads.entries()) {
       const feeds: Record<string, { dtype: 'float64'; shape: number[]; data: Float64Array }> = {
