@@ -1,0 +1,83 @@
+import { concatMap, from, type OperatorFunction } from 'rxjs';
+import type { PromptRecord } from '../topics/prompts.ts';
+import type { SamplesGroup } from '../topics/samples.ts';
+import { charLength } from '../src/dice/reward.ts';
+import type { GenerateParams } from '../src/engine/sampler.ts';
+import { deriveSeed } from '../src/util/random.ts';
+import { batchUpTo } from './batch-up-to.ts';
+import type { Rejected, SamplerPort } from './ports.ts';
+
+export interface SampleOptions {
+  sampler: SamplerPort;
+  /** The checkpoint version of the sampler's policy π_θ(t−1); recorded on every group. */
+  policyVersion: number;
+  round: number;
+  runSeed: number;
+  /** K responses per prompt. */
+  k: number;
+  params: Partial<GenerateParams>;
+  /** Render prompts through the model's chat template. */
+  chat: boolean;
+  /** Prompts per engine call (default 8): the engine batches their K samples together. */
+  promptsPerCall?: number;
+  maxWaitMs?: number;
+}
+
+/**
+ * prompts → samples: K responses per prompt from the current policy, each with the policy's
+ * untempered log-prob recorded during sampling (so the scorer needs no policy pass). Seeds are
+ * deriveSeed(runSeed, promptId, policyVersion) per prompt and derived per k inside the engine,
+ * so a replay with the same weights reproduces the same samples whatever the batching.
+ *
+ *   p1-p2-p3-|  sample  --g1-g2-g3-|      (a prompt the engine refuses becomes a Rejected)
+ */
+export function sample(options: SampleOptions): OperatorFunction<PromptRecord, SamplesGroup | Rejected> {
+  const { sampler, policyVersion, round, runSeed, k, params, chat } = options;
+  return (prompts$) =>
+    prompts$.pipe(
+      batchUpTo(options.promptsPerCall ?? 8, options.maxWaitMs ?? 50),
+      concatMap(async (prompts) => {
+        const results = await sampler.generate(
+          prompts.map((p) => ({
+            promptId: p.promptId,
+            prompt: p.messages ?? p.text ?? '',
+            chat: chat || p.messages !== null,
+            k,
+            seed: deriveSeed(runSeed, p.promptId, policyVersion),
+          })),
+          params,
+        );
+        return results.map((r, i): SamplesGroup | Rejected => {
+          if (r.error) return { kind: 'rejected', key: prompts[i].promptId, error: r.error };
+          return {
+            promptId: r.promptId,
+            prompt: promptText(prompts[i]),
+            promptTokenIds: Int32Array.from(r.promptTokenIds),
+            round,
+            policyVersion,
+            runSeed,
+            responses: r.samples.map((s) => {
+              const text = s.text ?? '';
+              return {
+                k: s.k,
+                seed: s.seed,
+                tokenIds: Int32Array.from(s.tokenIds),
+                text,
+                charLength: charLength(text),
+                tokenLength: s.tokenIds.length,
+                finishReason: s.finishReason,
+                policyLogp: s.logProb,
+              };
+            }),
+          };
+        });
+      }),
+      concatMap((items) => from(items)),
+    );
+}
+
+/** The prompt as text for records and reports (chat messages joined by role). */
+export function promptText(p: PromptRecord): string {
+  if (p.text !== null) return p.text;
+  return (p.messages ?? []).map((m) => `${m.role}: ${m.content}`).join('\n');
+}
