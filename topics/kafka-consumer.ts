@@ -1,7 +1,7 @@
 import type { Consumer, EachBatchPayload, IHeaders, KafkaMessage } from 'kafkajs';
 import type { Subscriber } from 'rxjs';
 import type { ConsumedRecord, ConsumeOptions, Headers } from './bus.ts';
-import type { KafkaBus } from './kafka.ts';
+import { withRetry, type KafkaBus } from './kafka.ts';
 import { OffsetTracker } from './offset-tracker.ts';
 
 /**
@@ -11,14 +11,18 @@ import { OffsetTracker } from './offset-tracker.ts';
  *   partition is the first offset not yet done (OffsetTracker), or, with nothing in flight, the
  *   position after the last record looked at (so transaction markers after the last record are
  *   committed past too). Commits made in the same turn share one OffsetCommit request;
- * - backpressure: fetching pauses while maxInFlight records are delivered and not done, and
- *   resumes at half of it; a batch cut short is not resolved, so kafkajs fetches the rest again;
+ * - backpressure: at maxInFlight records delivered and not done, delivery waits for a commit; if
+ *   none comes soon, fetching pauses until one does; a batch cut short is not resolved, so kafkajs
+ *   fetches the rest again;
  * - rebalances: a revoked partition's in-flight records are dropped from the count (their commits
  *   become no-ops and the new owner gets them again); a kept partition is re-read by kafkajs from
  *   its committed offset, and records this member already delivered are skipped;
  * - untilEnd: the read_committed end offsets are taken when consumption starts; the subscription
  *   completes once every assigned partition's position reached its end and all is committed.
  */
+
+/** How long a batch waits for room at maxInFlight before the consumer pauses fetching. */
+const ROOM_WAIT_MS = 1000;
 
 const key = (topic: string, partition: number) => `${topic}\0${partition}`;
 
@@ -90,6 +94,7 @@ export class GroupConsumer {
   private started: Promise<void> = Promise.resolve();
   private closing: Promise<void> | null = null;
   private flushChain: Promise<void> = Promise.resolve();
+  private roomWaiter: (() => void) | null = null;
   private pendingFlush: Promise<void> | null = null;
 
   constructor(
@@ -131,7 +136,7 @@ export class GroupConsumer {
     if (this.options.untilEnd) {
       this.ends = new Map();
       for (const t of this.topics) {
-        for (const o of await this.bus.adminClient.fetchTopicOffsets(t)) this.ends.set(key(t, o.partition), Number(o.offset));
+        for (const o of await withRetry(() => this.bus.adminClient.fetchTopicOffsets(t))) this.ends.set(key(t, o.partition), Number(o.offset));
       }
     }
     if (this.stopping) return;
@@ -198,20 +203,21 @@ export class GroupConsumer {
   private async loadPositions(fresh: KafkaPartitionState[]): Promise<void> {
     const admin = this.bus.adminClient;
     const topics = [...new Set(fresh.map((s) => s.topic))];
-    const committed = await admin.fetchOffsets({ groupId: this.groupId, topics });
+    const committed = await withRetry(() => admin.fetchOffsets({ groupId: this.groupId, topics }));
     for (const t of topics) {
-      const low = new Map((await admin.fetchTopicOffsets(t)).map((o) => [o.partition, Number(o.low)]));
+      const low = new Map((await withRetry(() => admin.fetchTopicOffsets(t))).map((o) => [o.partition, Number(o.low)]));
       const forTopic = committed.find((c) => c.topic === t)?.partitions ?? [];
       for (const st of fresh.filter((s) => s.topic === t)) {
         const c = Number(forTopic.find((p) => p.partition === st.partition)?.offset ?? -1);
-        if (c >= 0) st.lastCommitted = Math.max(st.lastCommitted, c);
+        // With none committed, committing the earliest offset would be no progress either.
+        st.lastCommitted = Math.max(st.lastCommitted, c >= 0 ? c : (low.get(st.partition) ?? 0));
         st.position = Math.max(st.position, c >= 0 ? c : (low.get(st.partition) ?? 0));
       }
     }
     this.checkEnd();
   }
 
-  private async onBatch({ batch, resolveOffset, isRunning, isStale }: EachBatchPayload): Promise<void> {
+  private async onBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
     const k = key(batch.topic, batch.partition);
     let st = this.states.get(k);
     if (!st) {
@@ -233,12 +239,16 @@ export class GroupConsumer {
         resolveOffset(m.offset); // delivered before a rebalance or restart, and still ours
         continue;
       }
-      if (this.inFlight >= this.maxInFlight) {
+      if (this.inFlight >= this.maxInFlight && !(await this.waitForRoom(heartbeat))) {
         this.backpressured = true;
         this.applyPause();
         return;
       }
-      if (!st.tracker) st.tracker = new OffsetTracker(offset);
+      if (this.stopping || this.subscriber.closed || !isRunning() || isStale() || st.revoked) return;
+      if (!st.tracker) {
+        st.tracker = new OffsetTracker(offset);
+        st.lastCommitted = Math.max(st.lastCommitted, offset); // committing where we start is no progress
+      }
       st.tracker.deliver(offset);
       st.position = Math.max(st.position, offset + 1);
       this.inFlight++;
@@ -270,17 +280,47 @@ export class GroupConsumer {
   private commit(st: KafkaPartitionState, offset: number): Promise<void> {
     if (st.revoked || !st.tracker?.isOutstanding(offset)) return Promise.resolve();
     st.tracker.markDone(offset);
-    this.recordsDone(1);
-    return this.requestFlush();
+    const flushed = this.requestFlush();
+    // A record counts against maxInFlight until its commit() has resolved (and its caller has seen that).
+    const release = () => setImmediate(() => this.recordsDone(1));
+    flushed.then(release, release);
+    return flushed;
+  }
+
+  /**
+   * At maxInFlight in the middle of a batch: wait a little for a commit (keeping the group session
+   * alive), which is cheaper than a pause/resume round (kafkajs sleeps maxWaitMs when all is paused).
+   * False when no room came: the caller pauses fetching.
+   */
+  private async waitForRoom(heartbeat: () => Promise<void>): Promise<boolean> {
+    const deadline = Date.now() + ROOM_WAIT_MS;
+    while (this.inFlight >= this.maxInFlight && !this.stopping) {
+      if (Date.now() >= deadline) return false;
+      await new Promise<void>((resolve) => {
+        this.roomWaiter = resolve;
+        setTimeout(resolve, 100);
+      });
+      this.roomWaiter = null;
+      try {
+        await heartbeat();
+      } catch {
+        return false; // the group is rebalancing: let kafkajs rejoin
+      }
+    }
+    return !this.stopping;
   }
 
   recordsDone(n: number): void {
     if (n === 0) return;
     this.inFlight -= n;
-    if (this.backpressured && this.inFlight <= this.maxInFlight >> 1) {
-      this.backpressured = false;
-      this.applyPause();
+    if (this.inFlight < this.maxInFlight) {
+      this.roomWaiter?.();
+      if (this.backpressured) {
+        this.backpressured = false;
+        this.applyPause();
+      }
     }
+    if (this.inFlight === 0) this.checkEnd();
   }
 
   /** Paused: everything while backpressured (or stopping), else the partitions read to their end. */

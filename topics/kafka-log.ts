@@ -32,7 +32,7 @@ export const kafkaLogCreator: logCreator = (level) => {
     const { message, timestamp: _ts, logger: _logger, ...rest } = log;
     // Retried request failures: kafkajs logs them at ERROR before retrying; they are noise unless debugging.
     if (!verbose && namespace === 'Connection' && typeof message === 'string' && message.startsWith('Response ')) return;
-    const line = { level: LABEL[entryLevel] ?? entryLevel, source: `kafkajs.${namespace}`, message, ...rest };
+    const line = { level: LABEL[entryLevel] ?? entryLevel, source: `kafkajs.${namespace}`, message, ...rest, ...(verbose ? { at: _ts } : {}) };
     process.stderr.write(`${JSON.stringify(line)}\n`);
   };
 };

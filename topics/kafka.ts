@@ -124,12 +124,12 @@ export class KafkaBus implements Bus {
 
   async listTopics(): Promise<TopicInfo[]> {
     this.assertOpen();
-    const names = (await this.admin.listTopics()).filter((t) => !t.startsWith('__')).sort();
+    const names = (await withRetry(() => this.admin.listTopics())).filter((t) => !t.startsWith('__')).sort();
     if (names.length === 0) return [];
-    const { topics } = await this.admin.fetchTopicMetadata({ topics: names });
+    const { topics } = await withRetry(() => this.admin.fetchTopicMetadata({ topics: names }));
     const result: TopicInfo[] = [];
     for (const t of topics) {
-      const offsets = await this.admin.fetchTopicOffsets(t.name);
+      const offsets = await withRetry(() => this.admin.fetchTopicOffsets(t.name));
       const endOffsets = new Array<number>(t.partitions.length).fill(0);
       for (const o of offsets) endOffsets[o.partition] = Number(o.high);
       result.push({ name: t.name, partitions: t.partitions.length, endOffsets });
@@ -236,11 +236,11 @@ export class KafkaBus implements Bus {
   }
 
   private async fetchPartitionCount(topic: string): Promise<number> {
-    const names = await this.admin.listTopics();
+    const names = await withRetry(() => this.admin.listTopics());
     if (!names.includes(topic)) {
       throw new Error(`topic ${JSON.stringify(topic)} does not exist on ${this.url} (create it first: dice topics create)`);
     }
-    const { topics } = await this.admin.fetchTopicMetadata({ topics: [topic] });
+    const { topics } = await withRetry(() => this.admin.fetchTopicMetadata({ topics: [topic] }));
     const n = topics[0].partitions.length;
     this.partitionCounts.set(topic, n);
     return n;
@@ -292,6 +292,21 @@ export class KafkaBus implements Bus {
       if (offset !== null) commits.push({ topic: e.topic, partition: e.partition, offset });
     }
 
+    const lastOffsets = await this.runTransaction(groupId, topicMessages, commits, 'produceAndCommit');
+    for (const c of consumed) this.localPartition(groupId, c.topic, c.partition)?.doneByTransaction(c.offset);
+    for (const c of commits) this.localPartition(groupId, c.topic, c.partition)?.committedByTransaction(c.offset);
+    // The broker writes the commit markers just after EndTxn returns; wait for them so that what
+    // this call wrote is visible (committed offsets, read_committed end offsets) once it resolves.
+    await this.waitVisible(groupId, commits, lastOffsets);
+  }
+
+  /** One transaction: `topicMessages` written and `commits` committed for `groupId`, or neither. */
+  private async runTransaction(
+    groupId: string,
+    topicMessages: TopicMessages[],
+    commits: Array<{ topic: string; partition: number; offset: number }>,
+    what: string,
+  ): Promise<Array<{ topic: string; partition: number; end: number }>> {
     if (!this.txProducer) {
       this.txProducer = this.kafka.producer({
         transactionalId: this.options.transactionalId ?? `${this.options.clientId}-${randomUUID()}`,
@@ -308,7 +323,7 @@ export class KafkaBus implements Bus {
       if (topicMessages.length > 0) {
         const meta = await tx.sendBatch({ topicMessages, acks: -1 });
         for (const m of meta) {
-          const count = byTopic.get(m.topicName)!.filter((x) => x.partition === m.partition).length;
+          const count = topicMessages.find((t) => t.topic === m.topicName)!.messages.filter((x) => x.partition === m.partition).length;
           lastOffsets.push({ topic: m.topicName, partition: m.partition, end: Number(m.baseOffset) + count });
         }
       }
@@ -327,29 +342,26 @@ export class KafkaBus implements Bus {
       await tx.commit();
     } catch (err) {
       await tx.abort().catch(() => {});
-      throw new Error(`produceAndCommit (group ${groupId}): the transaction failed and was aborted, nothing is visible: ${(err as Error).message}`);
+      throw new Error(`${what} (group ${groupId}): the transaction failed and was aborted, nothing is visible: ${(err as Error).message}`);
     }
-    for (const c of consumed) this.localPartition(groupId, c.topic, c.partition)?.doneByTransaction(c.offset);
-    for (const c of commits) this.localPartition(groupId, c.topic, c.partition)?.committedByTransaction(c.offset);
-    // The broker writes the commit markers just after EndTxn returns; wait for them so that what
-    // this call wrote is visible (committed offsets, read_committed end offsets) once it resolves.
-    await this.waitVisible(groupId, commits, lastOffsets);
+    return lastOffsets;
   }
 
   private async waitVisible(
     groupId: string,
     commits: Array<{ topic: string; partition: number; offset: number }>,
     ends: Array<{ topic: string; partition: number; end: number }>,
+    exact = false,
   ): Promise<void> {
     const deadline = Date.now() + 10_000;
     for (let delay = 2; ; delay = Math.min(delay * 2, 100)) {
       let visible = true;
       for (const topic of new Set(commits.map((c) => c.topic))) {
         const now = await this.committed(groupId, topic);
-        if (commits.some((c) => c.topic === topic && now[c.partition] < c.offset)) visible = false;
+        if (commits.some((c) => c.topic === topic && (exact ? now[c.partition] !== c.offset : now[c.partition] < c.offset))) visible = false;
       }
       for (const topic of new Set(ends.map((e) => e.topic))) {
-        const offsets = await this.admin.fetchTopicOffsets(topic);
+        const offsets = await withRetry(() => this.admin.fetchTopicOffsets(topic));
         for (const e of ends) {
           if (e.topic === topic && Number(offsets.find((o) => o.partition === e.partition)?.offset ?? -1) < e.end) visible = false;
         }
@@ -373,14 +385,14 @@ export class KafkaBus implements Bus {
     this.assertOpen();
     if (position.kind === 'committed') return;
     const partitions = await this.partitionCount(topic);
-    const bounds = await this.admin.fetchTopicOffsets(topic);
+    const bounds = await withRetry(() => this.admin.fetchTopicOffsets(topic));
     const low = new Map(bounds.map((b) => [b.partition, Number(b.low)]));
     const high = new Map(bounds.map((b) => [b.partition, Number(b.high)]));
     let targets: Array<{ partition: number; offset: number }>;
     if (position.kind === 'beginning') targets = [...low].map(([partition, offset]) => ({ partition, offset }));
     else if (position.kind === 'end') targets = [...high].map(([partition, offset]) => ({ partition, offset }));
     else if (position.kind === 'timestamp') {
-      const found = await this.admin.fetchTopicOffsetsByTimestamp(topic, position.timestamp);
+      const found = await withRetry(() => this.admin.fetchTopicOffsetsByTimestamp(topic, position.timestamp));
       targets = found.map((f) => ({ partition: f.partition, offset: Number(f.offset) }));
     } else {
       if (!Number.isInteger(position.partition) || position.partition < 0 || position.partition >= partitions) {
@@ -391,24 +403,26 @@ export class KafkaBus implements Bus {
     }
     // Members of this bus that are leaving the group (unsubscribed, read to the end) must be gone first.
     await Promise.all([...this.consumers].filter((c) => c.groupId === groupId).map((c) => c.leaving));
-    const active = [...this.consumers].some((c) => c.groupId === groupId && c.isActive);
-    try {
-      await this.admin.setOffsets({
-        groupId,
-        topic,
-        partitions: targets.map((t) => ({ partition: t.partition, offset: String(t.offset) })),
-      });
-    } catch (err) {
-      const why = active ? ' (a consumer of this group is active on this bus: stop it first)' : '';
-      throw new Error(`seek ${topic} for group ${groupId}: ${(err as Error).message}${why}`);
+    const [group] = (await withRetry(() => this.admin.describeGroups([groupId]))).groups;
+    if (group && group.state !== 'Empty' && group.state !== 'Dead') {
+      throw new Error(`seek ${topic} for group ${groupId}: the group has active members (state ${group.state}); stop its consumers first`);
     }
+    // kafkajs's admin.setOffsets joins the group with a throw-away consumer (seconds); a transaction
+    // that only commits offsets (TxnOffsetCommit) moves them in milliseconds, atomically.
+    const commits = targets.map((t) => ({ topic, partition: t.partition, offset: t.offset }));
+    const run = this.txQueue.then(async () => {
+      await this.runTransaction(groupId, [], commits, 'seek');
+      await this.waitVisible(groupId, commits, [], true);
+    });
+    this.txQueue = run.catch(() => {});
+    await run;
   }
 
   async committed(groupId: string, topic: string): Promise<number[]> {
     this.assertOpen();
     const partitions = await this.partitionCount(topic);
     const result = new Array<number>(partitions).fill(-1);
-    const [entry] = await this.admin.fetchOffsets({ groupId, topics: [topic] });
+    const [entry] = await withRetry(() => this.admin.fetchOffsets({ groupId, topics: [topic] }));
     for (const p of entry?.partitions ?? []) if (p.partition < partitions) result[p.partition] = Number(p.offset);
     return result;
   }
@@ -443,6 +457,24 @@ export class KafkaBus implements Bus {
 function checkTopicName(name: string): void {
   if (typeof name !== 'string' || !TOPIC_NAME.test(name) || name === '.' || name === '..') {
     throw new Error(`topic name ${JSON.stringify(name)} is invalid: use 1-249 characters of A-Z a-z 0-9 . _ -`);
+  }
+}
+
+/**
+ * Retries a call that failed with a retriable Kafka error (a leader not elected yet right after a
+ * topic is created, a coordinator loading, a broker restarting) for up to 30 s.
+ */
+export async function withRetry<T>(fn: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + 30_000;
+  for (let delay = 50; ; delay = Math.min(delay * 2, 1000)) {
+    try {
+      return await fn();
+    } catch (err) {
+      const e = err as { retriable?: boolean; name?: string };
+      const retriable = e.retriable === true || e.name === 'KafkaJSConnectionError' || e.name === 'KafkaJSNumberOfRetriesExceeded';
+      if (!retriable || Date.now() + delay > deadline) throw err;
+      await sleep(delay);
+    }
   }
 }
 
