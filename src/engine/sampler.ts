@@ -58,12 +58,15 @@ export class Sampler {
   private constructor(
     private readonly handle: EngineHandle<SamplerApi>,
     readonly config: LlamaConfig,
+    /** Text prompts and response texts need a tokenizer; `chat: true` needs a chat template. */
+    readonly hasTokenizer: boolean,
+    readonly hasChatTemplate: boolean,
   ) {}
 
   static async open(opts: EngineOptions): Promise<Sampler> {
     const handle = await startEngine<SamplerApi>(new URL('./sampler-worker.ts', import.meta.url), opts);
-    const { config } = await handle.call('info');
-    return new Sampler(handle, config);
+    const info = await handle.call('info');
+    return new Sampler(handle, info.config, info.hasTokenizer, info.hasChatTemplate);
   }
 
   generate(requests: SampleRequest[], params: Partial<GenerateParams> = {}): Promise<SampleResult[]> {

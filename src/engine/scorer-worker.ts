@@ -21,7 +21,7 @@ serveEngine(async (init: EngineOptions) => {
     return [...ids, eos];
   };
   return {
-    info: async () => ({ config: model.config }),
+    info: async () => ({ config: model.config, hasTokenizer: model.tokenizer !== null, hasChatTemplate: model.chatTemplate !== null }),
     score: async (items: ScoreRequest[], params: ScoreParams): Promise<ScoreOutput[]> => {
       const encoded = items.map((r, i) => ({ promptTokenIds: encodePrompt(r, model, `score item ${i}`), responseTokenIds: encodeResponse(r, i) }));
       const scored = await core.score(encoded, params);

@@ -33,7 +33,7 @@ export interface ScoreOutput {
 
 export interface ScorerApi {
   [method: string]: (...args: any[]) => Promise<unknown>;
-  info(): Promise<{ config: LlamaConfig }>;
+  info(): Promise<{ config: LlamaConfig; hasTokenizer: boolean; hasChatTemplate: boolean }>;
   score(items: ScoreRequest[], params: ScoreParams): Promise<ScoreOutput[]>;
 }
 
@@ -41,12 +41,14 @@ export class Scorer {
   private constructor(
     private readonly handle: EngineHandle<ScorerApi>,
     readonly config: LlamaConfig,
+    readonly hasTokenizer: boolean,
+    readonly hasChatTemplate: boolean,
   ) {}
 
   static async open(opts: EngineOptions): Promise<Scorer> {
     const handle = await startEngine<ScorerApi>(new URL('./scorer-worker.ts', import.meta.url), opts);
-    const { config } = await handle.call('info');
-    return new Scorer(handle, config);
+    const info = await handle.call('info');
+    return new Scorer(handle, info.config, info.hasTokenizer, info.hasChatTemplate);
   }
 
   score(items: ScoreRequest[], params: ScoreParams = {}): Promise<ScoreOutput[]> {
