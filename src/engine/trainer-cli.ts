@@ -1,0 +1,141 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { ChatTemplate } from '../model/chat-template.ts';
+import { MANIFEST_FILE, verifyCheckpoint } from '../model/checkpoint.ts';
+import { readHfConfig } from '../model/hf-config.ts';
+import { Tokenizer } from '../model/tokenizer.ts';
+import { checkProvider } from '../onnx/session.ts';
+import { Rng, deriveSeed } from '../util/random.ts';
+import type { TrainCliOptions } from '../cli/commands/train.ts';
+import { Scorer } from './scorer.ts';
+import { Trainer, type PreferencePair, type StepMetrics, type TrainBatch } from './trainer.ts';
+import { ktoMismatchedRows } from './trainer-batch.ts';
+import { applyRefLogpsFile, readPreferencePairs, readSftExamples, type TokenizedPair } from './trainer-data.ts';
+
+/** The work behind `dice train` (see src/cli/commands/train.ts). */
+export async function runTrainCommand(opts: TrainCliOptions): Promise<void> {
+  checkProvider(opts.provider);
+  const isSft = opts.loss === 'sft';
+  if (!isSft && opts.ref && opts.refLogps) throw new Error('give --ref or --ref-logps, not both');
+  if (opts.loss === 'kto' && !opts.ref) throw new Error("--loss kto needs --ref DIR: KTO's reference point scores mismatched prompt/response pairs under the reference");
+  const parentVersion = existsSync(join(opts.model, MANIFEST_FILE)) ? verifyCheckpoint(opts.model).version : null;
+  const referenceVersion = opts.ref && existsSync(join(opts.ref, MANIFEST_FILE)) ? verifyCheckpoint(opts.ref).version : null;
+
+  const config = readHfConfig(join(opts.model, 'config.json'));
+  const tokenizer = Tokenizer.fromDir(opts.model);
+  const chatTemplate = ChatTemplate.fromTokenizerConfig(tokenizer.config, tokenizer.files.chatTemplateJinja, join(opts.model, 'tokenizer_config.json'));
+  const enc = { tokenizer, chatTemplate, eosTokenId: config.eosTokenIds[0] ?? null, chat: opts.chat ?? chatTemplate !== null };
+
+  const log = (line: string) => process.stderr.write(`${line}\n`);
+  let pairs: PreferencePair[] = [];
+  let refMismatched: number[] = [];
+  const sft = isSft ? await readSftExamples(opts.pairs, enc) : [];
+  if (!isSft) {
+    const tokenized: TokenizedPair[] = await readPreferencePairs(opts.pairs, enc);
+    if (opts.refLogps) await applyRefLogpsFile(opts.refLogps, tokenized);
+    if (opts.ref) {
+      log(`scoring ${tokenized.length} pairs under the reference ${opts.ref}`);
+      const scorer = await Scorer.open({ modelDir: opts.ref, threads: opts.threads });
+      try {
+        const rows = [
+          ...tokenized.map((p) => ({ promptTokenIds: p.promptTokenIds, responseTokenIds: p.chosenTokenIds })),
+          ...tokenized.map((p) => ({ promptTokenIds: p.promptTokenIds, responseTokenIds: p.rejectedTokenIds })),
+        ];
+        const scored = await scorer.score(rows);
+        tokenized.forEach((p, i) => {
+          p.refChosenLogp = scored[i].logProb;
+          p.refRejectedLogp = scored[tokenized.length + i].logProb;
+        });
+      } finally {
+        await scorer.close();
+      }
+    }
+    for (const p of tokenized) {
+      if (p.refChosenLogp === undefined || p.refRejectedLogp === undefined) {
+        throw new Error(`${p.location}: no reference log-probs (give --ref DIR, --ref-logps FILE, or ref_chosen_logp/ref_rejected_logp in the record)`);
+      }
+    }
+    pairs = tokenized as PreferencePair[];
+  }
+
+  const trainer = await Trainer.open(
+    { modelDir: opts.model },
+    {
+      loss: opts.loss,
+      beta: opts.beta,
+      alpha: opts.alpha,
+      lr: opts.lr,
+      warmupSteps: opts.warmup,
+      adamw: { weightDecay: opts.weightDecay, maxGradNorm: opts.maxGradNorm > 0 ? opts.maxGradNorm : null },
+      microBatch: opts.microBatch,
+      provider: opts.provider,
+      threads: opts.threads,
+    },
+  );
+  const scorer = opts.loss === 'kto' ? await Scorer.open({ modelDir: opts.ref!, threads: opts.threads }) : null;
+  try {
+    const items: Array<PreferencePair | (typeof sft)[number]> = isSft ? sft : pairs;
+    const rng = new Rng(deriveSeed(opts.seed, 'train-order'));
+    let order: number[] = [];
+    const nextBatch = (): number[] => {
+      const picked: number[] = [];
+      while (picked.length < Math.min(opts.batch, items.length)) {
+        if (order.length === 0) order = rng.shuffle([...items.keys()]);
+        picked.push(order.pop()!);
+      }
+      return picked;
+    };
+    const history: StepMetrics[] = [];
+    const started = performance.now();
+    for (let s = 0; s < opts.steps; s++) {
+      const picked = nextBatch();
+      let batch: TrainBatch;
+      if (isSft) batch = { kind: 'sft', examples: picked.map((i) => sft[i]) };
+      else {
+        const chosen = picked.map((i) => pairs[i]);
+        if (scorer) {
+          const rows = ktoMismatchedRows(chosen).map((r) => ({ promptTokenIds: r.prompt, responseTokenIds: r.response }));
+          refMismatched = (await scorer.score(rows)).map((x) => x.logProb);
+        }
+        batch = { kind: 'preference', pairs: chosen, refMismatchedLogps: scorer ? refMismatched : undefined };
+      }
+      const m = await trainer.step(batch);
+      history.push(m);
+      if (opts.json) console.log(JSON.stringify(m));
+      else
+        log(
+          `step ${m.step}/${opts.steps}  loss ${m.loss.toFixed(4)}  ` +
+            (isSft ? '' : `acc ${m.rewardAccuracy.toFixed(2)}  margin ${m.margin.toFixed(4)}  `) +
+            `|g| ${m.gradNorm.toFixed(3)}  lr ${m.lr.toExponential(2)}  ${m.seconds.toFixed(2)}s`,
+        );
+    }
+    const last = history[history.length - 1];
+    const tail = history.slice(-Math.min(10, history.length));
+    const mean = (f: (m: StepMetrics) => number) => tail.reduce((a, m) => a + f(m), 0) / tail.length;
+    const manifest = await trainer.save(opts.out, {
+      version: opts.version,
+      parentVersion,
+      referenceVersion,
+      metrics: {
+        loss: opts.loss,
+        beta: opts.beta,
+        lr: opts.lr,
+        warmupSteps: opts.warmup,
+        steps: last.step,
+        batch: opts.batch,
+        seed: opts.seed,
+        threads: opts.threads,
+        finalLoss: last.loss,
+        meanLossLast10: mean((m) => m.loss),
+        rewardAccuracyLast10: mean((m) => m.rewardAccuracy),
+        marginLast10: mean((m) => m.margin),
+        seconds: (performance.now() - started) / 1000,
+      },
+    });
+    log(`wrote ${opts.out} (version ${manifest.version}, sha256 ${manifest.sha256.slice(0, 12)}…)`);
+    if (opts.json) console.log(JSON.stringify({ checkpoint: opts.out, manifest }));
+  } finally {
+    await trainer.close();
+    await scorer?.close();
+  }
+}
