@@ -1,3 +1,5 @@
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { parentPort, workerData, type Worker } from 'node:worker_threads';
 import { startTsWorker } from '../runtime/ts-worker.ts';
 
@@ -90,6 +92,7 @@ export function serveEngine<Init, Api extends EngineApi>(open: (init: Init) => P
   if (!port) throw new Error('serveEngine must run in a worker thread');
   open((workerData as { init: Init }).init).then(
     (api) => {
+      collectGarbage(); // the weights and model bytes the engine was built from are garbage now
       let chain = Promise.resolve();
       port.on('message', (req: Request) => {
         chain = chain.then(async () => {
@@ -107,4 +110,13 @@ export function serveEngine<Init, Api extends EngineApi>(open: (init: Init) => P
     },
     (err: unknown) => port.postMessage({ type: 'failed', error: err instanceof Error ? err.message : String(err) }),
   );
+}
+
+/**
+ * A full GC now. Engines are built from ~weights-sized buffers (file, serialized graph) that V8 would
+ * otherwise keep until some later collection, doubling the resident memory of a long-lived worker.
+ */
+export function collectGarbage(): void {
+  setFlagsFromString('--expose-gc');
+  (runInNewContext('gc') as () => void)();
 }

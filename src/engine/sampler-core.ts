@@ -75,8 +75,10 @@ export class SamplerCore {
     private readonly session: InferenceSession,
   ) {}
 
-  static async create(config: LlamaConfig, weights: Weights, session: SessionConfig = {}): Promise<SamplerCore> {
+  /** `releaseWeights`: empty the weights map once the graph is serialized, so its memory can go before onnxruntime loads its copy. */
+  static async create(config: LlamaConfig, weights: Weights, session: SessionConfig = {}, releaseWeights = false): Promise<SamplerCore> {
     const bytes = serializeModel(buildDecodeStepGraph(config, weights));
+    if (releaseWeights) weights.clear();
     return new SamplerCore(config, await createSession(bytes, session));
   }
 

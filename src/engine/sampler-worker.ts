@@ -7,8 +7,7 @@ import type { EngineOptions, SampleRequest, SampleResult } from './sampler.ts';
 
 serveEngine(async (init: EngineOptions) => {
   const model = resolveModel(init);
-  const core = await SamplerCore.create(model.config, model.weights, { threads: init.threads ?? 1, provider: init.provider ?? 'cpu' });
-  model.weights.clear(); // the session holds its own copy
+  const core = await SamplerCore.create(model.config, model.weights, { threads: init.threads ?? 1, provider: init.provider ?? 'cpu' }, true);
   return {
     info: async () => ({ config: model.config, hasTokenizer: model.tokenizer !== null, hasChatTemplate: model.chatTemplate !== null }),
     generate: async (requests: SampleRequest[], params: Partial<GenerateParams>): Promise<SampleResult[]> => {

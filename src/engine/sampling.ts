@@ -36,39 +36,59 @@ export function argmax(row: ArrayLike<number>): number {
 }
 
 /**
- * The tokens that survive top-k/top-p for scaled logits z (= logits / temperature), most likely
- * first, with unnormalised weights exp(z − max). Exposed for tests of the semantics.
+ * The tokens that survive top-k/top-p for scaled logits z (= logits / temperature), in id order,
+ * with unnormalised weights exp(z − max). As in transformers, a token tied with the last one kept
+ * is kept too. Exposed for tests of the semantics.
  */
 export function candidates(z: ArrayLike<number>, topK: number, topP: number): { ids: number[]; weights: number[] } {
   const V = z.length;
   let m = -Infinity;
   for (let i = 0; i < V; i++) if (z[i] > m) m = z[i];
   const k = topK > 0 && topK < V ? topK : V;
-  let totalAll = 0;
-  if (k === V) for (let i = 0; i < V; i++) totalAll += Math.exp(z[i] - m);
-  // Sort only a window of tokens near the max, widened until it holds the top-k tokens and the
-  // nucleus mass; this keeps a 50k vocabulary cheap.
+  // Sort (natively, values only) a window of scaled logits near the max, widened until it holds the
+  // top-k tokens and the nucleus mass; the cut is then a threshold on z.
+  let threshold = -Infinity;
   for (let width = 16; ; width *= 2) {
-    const ids: number[] = [];
-    for (let i = 0; i < V; i++) if (z[i] >= m - width) ids.push(i);
-    const complete = ids.length === V || width > 1e4; // beyond e^-1e4 weights are 0 in float64
-    if (k < V && ids.length < k && !complete) continue;
-    ids.sort((a, b) => z[b] - z[a] || a - b);
-    const kept = k < V ? ids.slice(0, k) : ids;
-    const weights = kept.map((i) => Math.exp(z[i] - m));
-    // top-k renormalises over its k tokens before the nucleus cut
-    const total = k < V ? weights.reduce((a, b) => a + b, 0) : totalAll;
+    const complete = width > 1e4; // beyond e^-1e4 weights are 0 in float64
+    let n = 0;
+    for (let i = 0; i < V; i++) if (z[i] >= m - width) n++;
+    if (n < k && !complete && n < V) continue;
+    const values = new Float64Array(n);
+    n = 0;
+    for (let i = 0; i < V; i++) if (z[i] >= m - width) values[n++] = z[i];
+    values.sort(); // ascending
+    const inK = Math.min(k, n); // values[n-inK .. n-1] are the top-k within the window
+    const kth = values[n - inK];
     if (topP >= 1) {
-      if (k < V || complete) return { ids: kept, weights };
-      continue;
+      if (k < V) threshold = kth;
+      break;
     }
+    let total = 0;
+    if (k < V) for (let j = n - inK; j < n; j++) total += Math.exp(values[j] - m); // top-k renormalises first
+    else for (let i = 0; i < V; i++) total += Math.exp(z[i] - m);
     let cum = 0;
-    for (let j = 0; j < kept.length; j++) {
-      cum += weights[j];
-      if (cum >= topP * total) return { ids: kept.slice(0, j + 1), weights: weights.slice(0, j + 1) };
+    let cut = -Infinity;
+    for (let j = n - 1; j >= n - inK; j--) {
+      cum += Math.exp(values[j] - m);
+      if (cum >= topP * total) {
+        cut = values[j];
+        break;
+      }
     }
-    if (complete || k < V) return { ids: kept, weights };
+    if (cut > -Infinity || complete || n === V || k < V) {
+      threshold = cut > -Infinity ? cut : kth;
+      break;
+    }
   }
+  const ids: number[] = [];
+  const weights: number[] = [];
+  for (let i = 0; i < V; i++) {
+    if (z[i] >= threshold) {
+      ids.push(i);
+      weights.push(Math.exp(z[i] - m));
+    }
+  }
+  return { ids, weights };
 }
 
 /** Draws the next token from one row of raw logits. */

@@ -35,8 +35,11 @@ export class ScorerCore {
     private readonly session: InferenceSession,
   ) {}
 
-  static async create(config: LlamaConfig, weights: Weights, session: SessionConfig = {}): Promise<ScorerCore> {
-    return new ScorerCore(config, await createSession(serializeModel(buildTeacherForcedGraph(config, weights)), session));
+  /** `releaseWeights`: empty the weights map once the graph is serialized (see SamplerCore.create). */
+  static async create(config: LlamaConfig, weights: Weights, session: SessionConfig = {}, releaseWeights = false): Promise<ScorerCore> {
+    const bytes = serializeModel(buildTeacherForcedGraph(config, weights));
+    if (releaseWeights) weights.clear();
+    return new ScorerCore(config, await createSession(bytes, session));
   }
 
   async score(items: ScoreItem[], params: ScoreParams = {}): Promise<ScoreResult[]> {

@@ -30,6 +30,12 @@ export interface LlamaEmitOptions {
   weight: (hfName: string, shape: number[]) => string;
   /** Rows of the RoPE tables (positions supported); default cfg.maxPositionEmbeddings. */
   maxPositions?: number;
+  /**
+   * How Linear layers are emitted: 'matmul' (default) = MatMul(x, Transpose(W)), simple for autodiff;
+   * 'gemm' = Gemm(x2d, W, transB=1) on the weight as stored, which spares onnxruntime a transposed
+   * copy of every weight (inference graphs).
+   */
+  linear?: 'matmul' | 'gemm';
 }
 
 export interface TeacherForcedOptions extends LlamaEmitOptions {
@@ -116,11 +122,29 @@ class Emitter {
     return this.g.scalar(x, this.opts.dtype);
   }
 
-  /** x [.., in] @ W^T (+ b); W in HF layout [out, in]. */
+  /** x [B,S,in] @ W^T (+ b); W in HF layout [out, in]. */
   linear(x: string, weight: string, bias?: string): string {
+    if (this.opts.linear === 'gemm') {
+      const g = this.g;
+      const out = this.shapes.get(weight)![0];
+      const flat = g.op1('Reshape', [x, g.int64([-1, this.shapes.get(weight)![1]])]);
+      const y = g.op1('Gemm', bias ? [flat, this.w(weight), this.w(bias)] : [flat, this.w(weight)], { transB: 1 });
+      return g.op1('Reshape', [y, g.op1('Concat', [this.batchSeqShape(x), g.int64([out])], { axis: 0 })]);
+    }
     const wt = this.g.op1('Transpose', [this.w(weight)], { perm: [1, 0] });
     const y = this.g.op1('MatMul', [x, wt]);
     return bias ? this.g.op1('Add', [y, this.w(bias)]) : y;
+  }
+
+  private readonly bsShapes = new Map<string, string>();
+  /** [B, S] of x (int64 [2]), one Shape node per distinct input (q/k/v and gate/up share theirs). */
+  private batchSeqShape(x: string): string {
+    let shape = this.bsShapes.get(x);
+    if (shape === undefined) {
+      shape = this.g.op1('Shape', [x], { start: 0, end: 2 });
+      this.bsShapes.set(x, shape);
+    }
+    return shape;
   }
 
   /** RMSNorm over the last axis: x / sqrt(mean(x²) + eps) * w. */
@@ -292,6 +316,8 @@ export function initializerWeights(g: GraphBuilder, weights: Weights, dtype: Flo
 export interface BuildOptions {
   dtype?: FloatDType;
   maxPositions?: number;
+  /** Default 'gemm' (these builders make inference graphs). */
+  linear?: 'matmul' | 'gemm';
 }
 
 /** Graph A as a whole model: inputs input_ids, attention_mask; outputs log_probs [B,T-1] (+ logits [B,T,V]). */
@@ -300,7 +326,7 @@ export function buildTeacherForcedGraph(cfg: LlamaConfig, weights: Weights, opts
   const g = new GraphBuilder('llama_teacher_forced');
   const inputIds = g.input('input_ids', 'int64', ['batch', 'seq']);
   const attentionMask = g.input('attention_mask', 'int64', ['batch', 'seq']);
-  const out = emitLlamaForward(g, cfg, { dtype, weight: initializerWeights(g, weights, dtype), inputIds, attentionMask, logits: opts.logits, maxPositions: opts.maxPositions });
+  const out = emitLlamaForward(g, cfg, { dtype, weight: initializerWeights(g, weights, dtype), inputIds, attentionMask, logits: opts.logits, maxPositions: opts.maxPositions, linear: opts.linear ?? 'gemm' });
   g.output(out.logProbs, dtype, ['batch', 'seq_minus_1'], 'log_probs');
   if (out.logits) g.output(out.logits, dtype, ['batch', 'seq', cfg.vocabSize], 'logits');
   return g;
@@ -328,7 +354,7 @@ export function buildDecodeStepGraph(cfg: LlamaConfig, weights: Weights, opts: B
   for (let i = 0; i < cfg.numLayers; i++) {
     past.push({ key: g.input(pastKeyName(i), dtype, kvShape), value: g.input(pastValueName(i), dtype, kvShape) });
   }
-  const out = emitLlamaDecodeStep(g, cfg, { dtype, weight: initializerWeights(g, weights, dtype), inputIds, positionIds, attentionMask, past, last: opts.last, maxPositions: opts.maxPositions });
+  const out = emitLlamaDecodeStep(g, cfg, { dtype, weight: initializerWeights(g, weights, dtype), inputIds, positionIds, attentionMask, past, last: opts.last, maxPositions: opts.maxPositions, linear: opts.linear ?? 'gemm' });
   g.output(out.last, dtype, ['batch', cfg.vocabSize], opts.last === 'logProbs' ? 'log_probs' : 'logits');
   const presentShape = ['batch', cfg.numKvHeads, 'total', cfg.headDim];
   out.present.forEach((kv, i) => {

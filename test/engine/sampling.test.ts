@@ -38,8 +38,8 @@ test('top-p keeps the smallest most-likely set reaching p, then renormalises', (
   // sorted: 0.5 (id1), 0.25 (id3), 0.15 (id0), 0.1 (id2)
   assert.deepEqual(candidates(logits, 0, 0.5).ids, [1]);
   assert.deepEqual(candidates(logits, 0, 0.7).ids, [1, 3]);
-  assert.deepEqual(candidates(logits, 0, 0.8).ids, [1, 3, 0]);
-  assert.deepEqual(candidates(logits, 0, 1).ids.sort(), [0, 1, 2, 3]);
+  assert.deepEqual(candidates(logits, 0, 0.8).ids, [0, 1, 3]);
+  assert.deepEqual(candidates(logits, 0, 1).ids, [0, 1, 2, 3]);
   assertClose(frequencies({ temperature: 1, topK: 0, topP: 0.8 }), [0.15 / 0.9, 0.5 / 0.9, 0, 0.25 / 0.9]);
 });
 
@@ -61,9 +61,18 @@ test('on a 50k vocabulary the windowed top-p/top-k equal a full sort', () => {
     let cum = 0;
     let n = 0;
     while (cum < topP * total) cum += Math.exp(z[order[n++]] - m);
-    assert.deepEqual(candidates(z, 0, topP).ids, order.slice(0, n), `top-p ${topP}`);
+    assert.deepEqual(candidates(z, 0, topP).ids, order.slice(0, n).sort((a, b) => a - b), `top-p ${topP}`);
   }
-  assert.deepEqual(candidates(z, 40, 1).ids, order.slice(0, 40));
+  assert.deepEqual(candidates(z, 40, 1).ids, order.slice(0, 40).sort((a, b) => a - b));
+  // near-uniform logits (a random-weight model): the nucleus is most of the vocabulary
+  const flat = Float64Array.from({ length: V }, () => rng.normal() * 0.01);
+  const flatOrder = Array.from({ length: V }, (_, i) => i).sort((a, b) => flat[b] - flat[a] || a - b);
+  const fm = flat[flatOrder[0]];
+  const ftotal = flatOrder.reduce((s, i) => s + Math.exp(flat[i] - fm), 0);
+  let fcum = 0;
+  let fn = 0;
+  while (fcum < 0.9 * ftotal) fcum += Math.exp(flat[flatOrder[fn++]] - fm);
+  assert.deepEqual(candidates(flat, 0, 0.9).ids, flatOrder.slice(0, fn).sort((a, b) => a - b));
 });
 
 test('logSumExp is stable for large logits', () => {

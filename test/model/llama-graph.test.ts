@@ -36,10 +36,10 @@ function load(name: string) {
 }
 
 for (const name of FIXTURES) {
-  for (const dtype of ['float32', 'float64'] as const)
-  test(`${name}: ${dtype} teacher-forced logits and log-probs match transformers (≤ 1e-4)`, async () => {
+  for (const [dtype, linear] of [['float32', 'gemm'], ['float32', 'matmul'], ['float64', 'matmul']] as const)
+  test(`${name}: ${dtype} ${linear} teacher-forced logits and log-probs match transformers (≤ 1e-4)`, async () => {
     const { cfg, weights, cases } = load(name);
-    const session = await createSession(serializeModel(buildTeacherForcedGraph(cfg, weights, { logits: true, dtype })), {
+    const session = await createSession(serializeModel(buildTeacherForcedGraph(cfg, weights, { logits: true, dtype, linear })), {
       // ORT's 'extended' fusions turn x·sigmoid(x) into QuickGelu, which has no float64 kernel.
       optimization: dtype === 'float64' ? 'basic' : 'all',
     });
