@@ -58,6 +58,7 @@ function mixAndBatch(generated: PreferencePair[], options: ReplayOptions): Obser
   options.onMix?.(mix);
   return from(toRows(mix, options)).pipe(
     mergeMap((rows) => {
+      if (rows.length === 0) return from([] as TrainingBatch[]); // nothing to train on: the caller reports why
       const { batches } = cutBatches(rows, { batchSize: options.batchSize, steps: options.steps, seed: options.runSeed, round: options.round });
       return from(batches.map((b, step): TrainingBatch => ({ round: options.round, step, runId: options.runId, rows: b })));
     }),

@@ -13,7 +13,7 @@ import type { LlamaConfig } from './llama-config.ts';
 import { llamaParameterShapes } from './llama-graph.ts';
 import { readSafetensorsDir, SINGLE_FILE_NAME, writeSafetensors } from './safetensors.ts';
 import type { Weights } from './tensor.ts';
-import { Tokenizer, type TokenizerFiles } from './tokenizer.ts';
+import { readTokenizerFiles, Tokenizer, type TokenizerFiles } from './tokenizer.ts';
 
 export { llamaParameterShapes };
 
@@ -105,4 +105,11 @@ export function saveModel(dir: string, model: SaveModelInput): void {
   writeFileSync(join(dir, 'tokenizer.json'), model.tokenizerFiles.tokenizerJson);
   if (model.tokenizerFiles.tokenizerConfig !== null) writeFileSync(join(dir, 'tokenizer_config.json'), model.tokenizerFiles.tokenizerConfig);
   if (model.tokenizerFiles.chatTemplateJinja) writeFileSync(join(dir, 'chat_template.jinja'), model.tokenizerFiles.chatTemplateJinja);
+}
+
+/** The model directory's chat template, if it has one, without loading weights. */
+export function readChatTemplate(dir: string): ChatTemplate | null {
+  const files = readTokenizerFiles(dir);
+  const config = files.tokenizerConfig ? (JSON.parse(files.tokenizerConfig) as Record<string, unknown>) : {};
+  return ChatTemplate.fromTokenizerConfig(config, files.chatTemplateJinja, join(dir, 'tokenizer_config.json'));
 }

@@ -1,0 +1,155 @@
+import { concatMap, filter, lastValueFrom, map, take, toArray, type OperatorFunction } from 'rxjs';
+import type { Bus, ConsumedRecord, RecordPosition, TopicRecords } from '../../topics/bus.ts';
+import type { TopicContract } from '../../topics/contract.ts';
+import { decodeOrDeadLetter, type Decoded } from '../../topics/decode-or-dead-letter.ts';
+import { deadLetterRecord } from '../../topics/dead-letter-record.ts';
+import type { Rejected } from '../../operators/ports.ts';
+
+/**
+ * Runs operators over bus topics with the delivery guarantees of the design: a stage's outputs and
+ * the commit of the inputs they came from are written together (`produceAndCommit`: exactly-once
+ * on the embedded bus, a transaction on Kafka), bad records go to dead-letter, and a restarted stage
+ * resumes from its group's committed offsets.
+ */
+
+export interface StageInput<In> {
+  topic: string;
+  contract: TopicContract<In>;
+  deadLetterTopic: string;
+}
+
+export interface PerRecordStage<In, Out> {
+  bus: Bus;
+  groupId: string;
+  input: StageInput<In>;
+  /** Records this stage does not handle (another round's) are committed without output. */
+  accept?: (value: In) => boolean;
+  keyOfInput: (value: In) => string;
+  keyOfOutput: (value: Out) => string;
+  /** The operator; `drop(key)` commits an input it decided not to answer (e.g. a stale group). */
+  operator: (drop: (key: string) => void) => OperatorFunction<In, Out | Rejected>;
+  outputs: (value: Out) => TopicRecords[];
+  /** Read to the current end and complete (a run), or forever (a service). */
+  untilEnd: boolean;
+  onOutput?: (value: Out) => void;
+  onRejected?: (rejected: Rejected) => void;
+}
+
+export interface StageCounts {
+  outputs: number;
+  skipped: number;
+  rejected: number;
+  dropped: number;
+}
+
+/** A stage whose outputs each answer one input record, matched by key. */
+export async function runPerRecordStage<In, Out>(stage: PerRecordStage<In, Out>): Promise<StageCounts> {
+  const { bus, groupId, input } = stage;
+  const counts: StageCounts = { outputs: 0, skipped: 0, rejected: 0, dropped: 0 };
+  const pending = new Map<string, ConsumedRecord>();
+  const settle = async (key: string, outputs: TopicRecords[]) => {
+    const record = pending.get(key);
+    if (!record) throw new Error(`stage ${groupId}: output for key ${key} matches no consumed input`);
+    pending.delete(key);
+    await bus.produceAndCommit(groupId, outputs, [record]);
+    await record.commit();
+  };
+  const failures: Error[] = [];
+  const drop = (key: string) => {
+    counts.dropped++;
+    settle(key, []).catch((err: Error) => failures.push(err));
+  };
+  const source = bus.consume({ groupId, topics: [input.topic], untilEnd: stage.untilEnd }).pipe(
+    decodeOrDeadLetter(bus, input.contract, { groupId, deadLetterTopic: input.deadLetterTopic }),
+    concatMap(async (d: Decoded<In>) => {
+      if (stage.accept && !stage.accept(d.value)) {
+        counts.skipped++;
+        await d.record.commit();
+        return null;
+      }
+      const key = stage.keyOfInput(d.value);
+      if (pending.has(key)) {
+        // at-least-once redelivery of a key still in flight: the first one answers both
+        counts.skipped++;
+        await d.record.commit();
+        return null;
+      }
+      pending.set(key, d.record);
+      return d.value;
+    }),
+    filter((v): v is Awaited<In> => v !== null),
+    map((v) => v as In),
+    stage.operator(drop),
+    concatMap(async (out) => {
+      if (isRejected(out)) {
+        counts.rejected++;
+        stage.onRejected?.(out);
+        const record = pending.get(out.key)!;
+        await settle(out.key, [{ topic: input.deadLetterTopic, records: [deadLetterRecord(record, out.error)] }]);
+        return;
+      }
+      await settle(stage.keyOfOutput(out), stage.outputs(out));
+      counts.outputs++;
+      stage.onOutput?.(out);
+    }),
+  );
+  await lastValueFrom(source, { defaultValue: undefined });
+  if (failures.length > 0) throw failures[0];
+  return counts;
+}
+
+function isRejected(v: unknown): v is Rejected {
+  return typeof v === 'object' && v !== null && (v as Rejected).kind === 'rejected';
+}
+
+/**
+ * How many records a group has left to read on a topic, up to the current end. "All-at-once"
+ * stages (an α window over a round, a round's training) take exactly this many and commit them
+ * together with their outputs.
+ */
+export async function remainingRecords(bus: Bus, groupId: string, topic: string): Promise<number> {
+  const info = (await bus.listTopics()).find((t) => t.name === topic);
+  if (!info) throw new Error(`topic ${topic} does not exist on ${bus.url}`);
+  const committed = await bus.committed(groupId, topic);
+  return info.endOffsets.reduce((sum, end, p) => sum + Math.max(0, end - Math.max(0, committed[p] ?? -1)), 0);
+}
+
+/** Reads (and decodes) what the group has not yet consumed, up to the current end; nothing is committed. */
+export async function readRemaining<T>(bus: Bus, groupId: string, input: StageInput<T>): Promise<Decoded<T>[]> {
+  const n = await remainingRecords(bus, groupId, input.topic);
+  if (n === 0) return [];
+  return lastValueFrom(
+    bus.consume({ groupId, topics: [input.topic], untilEnd: true, maxInFlight: n + 1 }).pipe(
+      take(n),
+      decodeOrDeadLetter(bus, input.contract, { groupId, deadLetterTopic: input.deadLetterTopic }),
+      toArray(),
+    ),
+  );
+}
+
+/** Writes outputs and commits every consumed record in one unit (then releases them from the consumer). */
+export async function commitAll(bus: Bus, groupId: string, outputs: TopicRecords[], consumed: Decoded<unknown>[]): Promise<void> {
+  const positions: RecordPosition[] = consumed.map((d) => ({ topic: d.record.topic, partition: d.record.partition, offset: d.record.offset }));
+  await bus.produceAndCommit(groupId, outputs.filter((o) => o.records.length > 0), positions);
+  for (const d of consumed) await d.record.commit();
+}
+
+/** Every record of a topic from the beginning, decoded, without committing anything (bad records, already dead-lettered by the stage that met them, are skipped). */
+export async function readWholeTopic<T>(bus: Bus, topic: string, contract: TopicContract<T>): Promise<T[]> {
+  const info = (await bus.listTopics()).find((t) => t.name === topic);
+  const n = info ? info.endOffsets.reduce((a, b) => a + b, 0) : 0;
+  if (n === 0) return [];
+  const groupId = `read-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}`;
+  const records = await lastValueFrom(
+    bus.consume({ groupId, topics: [topic], from: { kind: 'beginning' }, maxInFlight: n + 1 }).pipe(take(n), toArray()),
+  );
+  const values: T[] = [];
+  for (const record of records) {
+    try {
+      values.push(contract.decode(record.value));
+    } catch {
+      // skipped: see above
+    }
+  }
+  return values;
+}
