@@ -60,7 +60,8 @@ export function checkpointEventFromRecord(record: BusRecord): MonitorEvent {
   const parsed = parseJsonObject(record.value);
   if (!parsed.ok) return invalidRecord(record, parsed.error);
   const v = parsed.value;
-  const time = typeof v.time === 'number' && Number.isFinite(v.time) ? v.time : record.timestamp;
+  const created = v.createdAt ?? v.time;
+  const time = typeof created === 'number' && Number.isFinite(created) ? created : record.timestamp;
   return { ...v, stage: 'checkpoint', type: 'checkpoint', time, key: record.key };
 }
 

@@ -1,12 +1,13 @@
-/**
- * Names of the topics the monitor reads within a run namespace.
- * TODO(registry): take these from topics/registry.ts once it lands.
- */
+import { parseTopicName, topicName } from '../../topics/registry.ts';
+
+/** The topics the monitor reads within a run namespace, and which topics belong to that run. */
 export function monitorTopics(namespace?: string): { metrics: string; checkpoints: string; belongs(name: string): boolean } {
-  const prefix = namespace ? `${namespace}.` : '';
   return {
-    metrics: `${prefix}metrics`,
-    checkpoints: `${prefix}checkpoints`,
-    belongs: (name) => (namespace ? name.startsWith(prefix) : !name.includes('.')),
+    metrics: topicName(namespace, 'metrics'),
+    checkpoints: topicName(namespace, 'checkpoints'),
+    belongs: (name) => {
+      const parsed = parseTopicName(name);
+      return parsed !== null && parsed.namespace === (namespace || undefined);
+    },
   };
 }

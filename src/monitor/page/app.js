@@ -139,6 +139,7 @@ function resetState() {
   for (const c of Object.values(charts)) c.reset();
   Object.assign(state, { events: 0, round: undefined, policy: undefined, reference: undefined });
   for (const id of ['checkpoints', 'evaluations', 'event-log']) $(id).tBodies[0].replaceChildren();
+  checkpointRows.clear();
   renderFacts();
 }
 
@@ -163,6 +164,21 @@ function prependRow(tableId, cells, className) {
   const body = $(tableId).tBodies[0];
   body.prepend(tr);
   while (body.rows.length > MAX_TABLE_ROWS) body.deleteRow(body.rows.length - 1);
+}
+
+/** One timeline row per checkpoint version (it is announced on metrics and recorded on checkpoints). */
+const checkpointRows = new Map();
+function upsertCheckpoint(version, cells) {
+  const existing = version === undefined ? undefined : checkpointRows.get(String(version));
+  if (existing && existing.isConnected) {
+    // Keep what is known: the checkpoints record has fields the announcement lacks and vice versa.
+    cells.forEach((c, i) => {
+      if (c !== '–' && c !== '{}') existing.cells[i].textContent = c;
+    });
+    return;
+  }
+  prependRow('checkpoints', cells);
+  if (version !== undefined) checkpointRows.set(String(version), $('checkpoints').tBodies[0].rows[0]);
 }
 
 function timeText(ms) {
@@ -191,8 +207,10 @@ function apply(e) {
   let used = false;
 
   if (typeof e.round === 'number') state.round = e.round;
-  if (e.policyVersion !== undefined) state.policy = e.policyVersion;
-  if (e.referenceVersion !== undefined) state.reference = e.referenceVersion;
+  if (e.policyVersion !== undefined && e.policyVersion !== null) state.policy = e.policyVersion;
+  if (e.referenceVersion !== undefined && e.referenceVersion !== null && e.stage !== 'checkpoint' && e.type !== 'checkpoint') {
+    state.reference = e.referenceVersion;
+  }
 
   if (e.stage === 'bus' && e.type === 'throughput' && e.rates && typeof e.rates === 'object') {
     charts.throughput.add(t, e.rates);
@@ -203,13 +221,15 @@ function apply(e) {
     return true;
   }
 
-  if (e.type === 'checkpoint') {
-    const version = e.version ?? e.policyVersion;
+  // A checkpoint record (checkpoints topic) or its announcement on the metrics topic: the loop
+  // now samples with it and scores against its parent (policy v_t, reference v_{t-1}).
+  if (e.type === 'checkpoint' || (e.stage === 'checkpoint' && e.version !== undefined)) {
+    const version = e.version;
     if (version !== undefined) state.policy = version;
-    const reference = e.referenceVersion ?? e.parentVersion ?? e.parent;
-    if (e.referenceVersion === undefined && reference !== undefined) state.reference = reference;
-    const metrics = e.metrics && typeof e.metrics === 'object' ? JSON.stringify(e.metrics) : otherFields(e, new Set([...IDENTITY_FIELDS, 'version', 'parent', 'parentVersion', 'referenceVersion', 'sha256', 'key', 'location']));
-    prependRow('checkpoints', [timeText(e.time), str(version), str(e.parent ?? e.parentVersion), str(e.referenceVersion), str(e.round), typeof e.sha256 === 'string' ? e.sha256.slice(0, 16) : '–', metrics.length > 300 ? `${metrics.slice(0, 300)}…` : metrics]);
+    const parent = e.parentVersion ?? e.parent;
+    if (parent !== undefined && parent !== null) state.reference = parent;
+    const metrics = e.metrics && typeof e.metrics === 'object' ? JSON.stringify(e.metrics) : otherFields(e, new Set([...IDENTITY_FIELDS, 'version', 'parent', 'parentVersion', 'referenceVersion', 'sha256', 'key', 'location', 'createdAt']));
+    upsertCheckpoint(version, [timeText(e.time), str(version), str(parent), str(e.referenceVersion), str(e.round), typeof e.sha256 === 'string' ? e.sha256.slice(0, 16) : '–', metrics.length > 300 ? `${metrics.slice(0, 300)}…` : metrics]);
     return true;
   }
 
@@ -225,6 +245,11 @@ function apply(e) {
   const seconds = num(e, 'seconds', 'intervalSeconds');
   if (e.type === 'throughput' && (throughput !== undefined || (records !== undefined && seconds))) {
     charts.throughput.add(t, { [e.stage]: throughput ?? records / seconds });
+    used = true;
+  }
+  const tokenRate = num(e, 'tokensPerSecond');
+  if (tokenRate !== undefined) {
+    charts.throughput.add(t, { [`${e.stage} tokens/s`]: tokenRate });
     used = true;
   }
   const lag = num(e, 'lag', 'consumerLag');
