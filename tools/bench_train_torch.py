@@ -1,0 +1,65 @@
+"""PyTorch peer of bench/train.ts: one DPO step (autograd forward+backward on chosen and rejected,
+-logsigmoid(beta * margin) mean, clip_grad_norm_(1.0), torch.optim.AdamW) on the same weights and batch.
+Prints RESULT {"stepSeconds", "peakRssMb", "loss"} (mean step time after one warm-up step).
+  python tools/bench_train_torch.py --model DIR --batch FILE.json [--threads N --steps S]
+"""
+import argparse
+import json
+import resource
+import time
+
+import torch
+import torch.nn.functional as F
+from transformers import AutoModelForCausalLM
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--batch", required=True)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=2)
+    ap.add_argument("--beta", type=float, default=0.1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    model = AutoModelForCausalLM.from_pretrained(args.model, torch_dtype=torch.float32)
+    model.train()
+    b = json.load(open(args.batch))
+    P = len(b["promptTokenIds"])
+    rows = [p + c for p, c in zip(b["promptTokenIds"], b["chosen"])] + [p + r for p, r in zip(b["promptTokenIds"], b["rejected"])]
+    plen = [len(p) for p in b["promptTokenIds"]] * 2
+    T = max(len(r) for r in rows)
+    ids = torch.zeros(len(rows), T, dtype=torch.long)
+    mask = torch.zeros(len(rows), T, dtype=torch.long)
+    rmask = torch.zeros(len(rows), T - 1)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r)
+        mask[i, : len(r)] = 1
+        rmask[i, plen[i] - 1 : len(r) - 1] = 1
+    ref = torch.tensor(b["refChosen"] + b["refRejected"])
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-5, weight_decay=0.0)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
+        lp = torch.log_softmax(logits, -1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+        seq = (lp * rmask).sum(-1)
+        rho = seq - ref
+        loss = -F.logsigmoid(args.beta * (rho[:P] - rho[P:])).mean()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        return loss.item()
+
+    step()
+    total, loss = 0.0, 0.0
+    for _ in range(args.steps):
+        t = time.perf_counter()
+        loss = step()
+        total += time.perf_counter() - t
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print("RESULT " + json.dumps({"stepSeconds": total / args.steps, "peakRssMb": rss, "loss": loss}))
+
+
+if __name__ == "__main__":
+    main()
