@@ -73,7 +73,8 @@ export function watchBus(options: BusWatchOptions): { stop(): void } {
     if (lastEnds && now > lastEnds.time) {
       const seconds = (now - lastEnds.time) / 1000;
       const rates: Record<string, number> = {};
-      for (const [name, end] of ends) rates[name] = Math.max(0, end - (lastEnds.ends.get(name) ?? 0)) / seconds;
+      // Topics never written to are left out: a chart of a dozen flat zeros hides the ones that move.
+      for (const [name, end] of ends) if (end > 0) rates[name] = Math.max(0, end - (lastEnds.ends.get(name) ?? 0)) / seconds;
       options.onEvent({ stage: BUS_STAGE, type: 'throughput', time: now, seconds, rates, ends: Object.fromEntries(ends) });
     }
     lastEnds = { time: now, ends };

@@ -65,11 +65,12 @@ class SeriesTable {
 }
 
 class Chart {
-  constructor(id, { time = true, xLabel = '', yLabel = '', points = false } = {}) {
+  /** `secondary`: series (by name) drawn against a right-hand axis, for values of another magnitude. */
+  constructor(id, { time = true, xLabel = '', yLabel = '', points = false, secondary = null, y2Label = '' } = {}) {
     this.panel = $(id);
     this.el = this.panel.querySelector('.plot');
     this.table = new SeriesTable();
-    this.opts = { time, xLabel, yLabel, points };
+    this.opts = { time, xLabel, yLabel, points, secondary, y2Label };
     this.plot = null;
     this.seriesKey = '';
     this.dirty = false;
@@ -98,15 +99,19 @@ class Chart {
     this.seriesKey = key;
     if (this.table.xs.length === 0) return;
     const width = Math.max(300, this.el.clientWidth || this.panel.clientWidth - 16);
+    const onRight = (name) => Boolean(this.opts.secondary && this.opts.secondary(name));
+    const axes = [{ label: this.opts.xLabel }, { label: this.opts.yLabel }];
+    if (names.some(onRight)) axes.push({ scale: 'y2', side: 1, grid: { show: false }, label: this.opts.y2Label });
     const opts = {
       width,
       height: 200,
       scales: { x: { time: this.opts.time } },
-      axes: [{ label: this.opts.xLabel }, { label: this.opts.yLabel }],
+      axes,
       series: [
         {},
         ...names.map((name, i) => ({
           label: name,
+          scale: onRight(name) ? 'y2' : 'y',
           stroke: PALETTE[i % PALETTE.length],
           width: 1.5,
           spanGaps: true,
@@ -123,14 +128,14 @@ class Chart {
 }
 
 const charts = {
-  throughput: new Chart('chart-throughput', { yLabel: 'records/s' }),
+  throughput: new Chart('chart-throughput', { yLabel: 'records/s', secondary: (n) => n.endsWith('tokens/s'), y2Label: 'tokens/s' }),
   lag: new Chart('chart-lag', { yLabel: 'records' }),
   alpha: new Chart('chart-alpha', { time: false, xLabel: 'window', yLabel: 'α*' }),
   lengthDiff: new Chart('chart-lengthdiff', { time: false, xLabel: 'window', yLabel: 'chars' }),
   margin: new Chart('chart-margin', { yLabel: 'reward margin' }),
   loss: new Chart('chart-loss', { time: false, xLabel: 'step', yLabel: 'loss' }),
   accuracy: new Chart('chart-accuracy', { time: false, xLabel: 'step', yLabel: 'accuracy' }),
-  eval: new Chart('chart-eval', { time: false, xLabel: 'round', points: true }),
+  eval: new Chart('chart-eval', { time: false, xLabel: 'round', points: true, secondary: (n) => /length/i.test(n), y2Label: 'length' }),
 };
 
 const state = { events: 0, round: undefined, policy: undefined, reference: undefined };
@@ -141,6 +146,14 @@ function resetState() {
   for (const id of ['checkpoints', 'evaluations', 'event-log']) $(id).tBodies[0].replaceChildren();
   checkpointRows.clear();
   renderFacts();
+}
+
+/** The loop's current policy and the reference it scores against, from the newest policy seen. */
+function setVersions(policy, reference) {
+  if (policy === undefined || policy === null) return;
+  if (typeof policy === 'number' && typeof state.policy === 'number' && policy < state.policy) return;
+  state.policy = policy;
+  if (reference !== undefined && reference !== null) state.reference = reference;
 }
 
 function renderFacts() {
@@ -206,11 +219,10 @@ function apply(e) {
   const t = (e.time ?? Date.now()) / 1000;
   let used = false;
 
-  if (typeof e.round === 'number') state.round = e.round;
-  if (e.policyVersion !== undefined && e.policyVersion !== null) state.policy = e.policyVersion;
-  if (e.referenceVersion !== undefined && e.referenceVersion !== null && e.stage !== 'checkpoint' && e.type !== 'checkpoint') {
-    state.reference = e.referenceVersion;
-  }
+  // Rounds and versions only move forward; taking the newest keeps the header right although the
+  // metrics and checkpoints topics are read independently and may interleave either way.
+  if (typeof e.round === 'number' && !(e.round < state.round)) state.round = e.round;
+  if (e.stage !== 'checkpoint' && e.type !== 'checkpoint') setVersions(e.policyVersion, e.referenceVersion);
 
   if (e.stage === 'bus' && e.type === 'throughput' && e.rates && typeof e.rates === 'object') {
     charts.throughput.add(t, e.rates);
@@ -225,9 +237,8 @@ function apply(e) {
   // now samples with it and scores against its parent (policy v_t, reference v_{t-1}).
   if (e.type === 'checkpoint' || (e.stage === 'checkpoint' && e.version !== undefined)) {
     const version = e.version;
-    if (version !== undefined) state.policy = version;
     const parent = e.parentVersion ?? e.parent;
-    if (parent !== undefined && parent !== null) state.reference = parent;
+    setVersions(version, parent);
     const metrics = e.metrics && typeof e.metrics === 'object' ? JSON.stringify(e.metrics) : otherFields(e, new Set([...IDENTITY_FIELDS, 'version', 'parent', 'parentVersion', 'referenceVersion', 'sha256', 'key', 'location', 'createdAt']));
     upsertCheckpoint(version, [timeText(e.time), str(version), str(parent), str(e.referenceVersion), str(e.round), typeof e.sha256 === 'string' ? e.sha256.slice(0, 16) : '–', metrics.length > 300 ? `${metrics.slice(0, 300)}…` : metrics]);
     return true;
@@ -291,7 +302,8 @@ function handleEvents(events) {
     if (!e || typeof e !== 'object' || typeof e.stage !== 'string' || typeof e.type !== 'string') continue;
     state.events++;
     const used = apply(e);
-    prependRow('event-log', [timeText(e.time), e.stage, e.type, str(e.round), otherFields(e)], used ? '' : 'unknown');
+    // The monitor's own periodic bus observations are charted, not logged: they would drown the log.
+    if (e.stage !== 'bus') prependRow('event-log', [timeText(e.time), e.stage, e.type, str(e.round), otherFields(e)], used ? '' : 'unknown');
   }
   const log = $('event-log').tBodies[0];
   while (log.rows.length > MAX_LOG_ROWS) log.deleteRow(log.rows.length - 1);
