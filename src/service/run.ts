@@ -4,6 +4,7 @@ import { from, lastValueFrom, toArray } from 'rxjs';
 import type { Bus, TopicRecords } from '../../topics/bus.ts';
 import { batchesTopic, batchKey, type TrainingBatch } from '../../topics/batches.ts';
 import { checkpointsTopic, type Checkpoint } from '../../topics/checkpoints.ts';
+import { metricsTopic, type MetricEvent } from '../../topics/metrics.ts';
 import { offlineTopic, type OfflinePair } from '../../topics/offline.ts';
 import { pairsTopic, type PreferencePair } from '../../topics/pairs.ts';
 import { promptsTopic, type PromptRecord } from '../../topics/prompts.ts';
@@ -118,6 +119,7 @@ export async function runDice(inputs: RunInputs): Promise<RunResult> {
     published.set(0, v0);
   }
 
+  const stagesDone = (await readWholeTopic(bus, T('metrics'), metricsTopic)).filter((m) => m.type === STAGE_DONE);
   const rounds: RoundSummary[] = [];
   for (let round = 1; round <= config.rounds; round++) {
     const done = published.get(round);
@@ -129,7 +131,7 @@ export async function runDice(inputs: RunInputs): Promise<RunResult> {
       continue;
     }
     const roundPrompts = prompts.values.slice((round - 1) * perRound, round * perRound);
-    const summary = await runRound({ ...inputs, outDir, offline, dirOf, round, roundPrompts: config.replay.gamma < 1 ? roundPrompts : [] });
+    const summary = await runRound({ ...inputs, outDir, offline, dirOf, round, stagesDone, roundPrompts: config.replay.gamma < 1 ? roundPrompts : [] });
     published.set(round, summary.checkpoint);
     rounds.push(summary);
   }
@@ -138,6 +140,7 @@ export async function runDice(inputs: RunInputs): Promise<RunResult> {
 }
 
 interface RoundInputs extends RunInputs {
+  stagesDone: MetricEvent[];
   round: number;
   roundPrompts: PromptRecord[];
   offline: OfflinePair[];
@@ -155,11 +158,13 @@ async function runRound(inputs: RoundInputs): Promise<RoundSummary> {
     const t0 = performance.now();
     const result = await work();
     seconds[stage] = (performance.now() - t0) / 1000;
-    metrics.emit(stage, 'stage-done', round, { seconds: seconds[stage] });
+    metrics.emit(stage, 'stage-time', round, { seconds: seconds[stage] });
     await inputs.afterStage?.(round, stage);
     return result;
   };
   const rlog = log.child({ round });
+  // Stages that take a whole round at once mark completion in the same transaction as their outputs.
+  const done = new Set(inputs.stagesDone.filter((m) => m.round === round).map((m) => m.stage));
   rlog.info('round starts', {
     policy: versionLabel(versions.policy),
     scoringReference: versionLabel(versions.scoringReference),
@@ -267,7 +272,8 @@ async function runRound(inputs: RoundInputs): Promise<RoundSummary> {
       }
     });
 
-    await timed('alpha', async () => {
+    if (done.has('alpha')) rlog.info('alpha stage already done');
+    else await timed('alpha', async () => {
       const consumed = await readRemaining(bus, group('alpha'), { topic: T('scored'), contract: scoredTopic, deadLetterTopic: T('dead-letter') });
       const groups = consumed.map((d) => d.value).filter((g) => g.round === round).sort(byPromptId);
       const made = await lastValueFrom(
@@ -297,7 +303,7 @@ async function runRound(inputs: RoundInputs): Promise<RoundSummary> {
       const outputs: TopicRecords[] = [
         { topic: T('pairs'), records: made.flatMap((w) => w.pairs.map((p) => ({ key: p.promptId, value: pairsTopic.encode(p) }))) },
       ];
-      await commitAll(bus, group('alpha'), outputs, consumed);
+      await commitAll(bus, group('alpha'), [...outputs, stageDone(T('metrics'), 'alpha', round)], consumed);
       for (const w of made) {
         metrics.emit('alpha', 'window', round, {
           windowId: w.windowId,
@@ -323,7 +329,8 @@ async function runRound(inputs: RoundInputs): Promise<RoundSummary> {
 
   let offlineUsed = 0;
   let generatedUsed = 0;
-  await timed('replay', async () => {
+  if (done.has('replay')) rlog.info('replay stage already done');
+  else await timed('replay', async () => {
     const consumed = await readRemaining(bus, group('replay'), { topic: T('pairs'), contract: pairsTopic, deadLetterTopic: T('dead-letter') });
     const generated = consumed.map((d) => d.value).filter((p) => p.round === round).sort((a, b) => (a.pairId < b.pairId ? -1 : a.pairId > b.pairId ? 1 : 0));
     const needsReference = config.replay.gamma > 0 || versions.trainingReference !== versions.policy;
@@ -365,7 +372,12 @@ async function runRound(inputs: RoundInputs): Promise<RoundSummary> {
             `(truncated responses dropped: ${dropped.reduce((s, f) => s + f.dropped.truncated, 0)}): raise --max-new-tokens, or set filters.dropTruncated=false`,
         );
       }
-      await commitAll(bus, group('replay'), [{ topic: T('batches'), records: batches.map((b) => ({ key: batchKey(b), value: batchesTopic.encode(b) })) }], consumed);
+      await commitAll(
+        bus,
+        group('replay'),
+        [{ topic: T('batches'), records: batches.map((b) => ({ key: batchKey(b), value: batchesTopic.encode(b) })) }, stageDone(T('metrics'), 'replay', round)],
+        consumed,
+      );
       rlog.info('replay mix', { generated: generatedUsed, offline: offlineUsed, batches: batches.length });
     } finally {
       await reference?.close();
@@ -423,7 +435,12 @@ async function runRound(inputs: RoundInputs): Promise<RoundSummary> {
       }
       const last = events[events.length - 1];
       if (last?.kind !== 'checkpoint') throw new Error(`round ${round}: training ended without a checkpoint`);
-      await commitAll(bus, group('train'), [{ topic: T('checkpoints'), records: [{ key: String(last.checkpoint.version), value: checkpointsTopic.encode(last.checkpoint) }] }], consumed);
+      await commitAll(
+        bus,
+        group('train'),
+        [{ topic: T('checkpoints'), records: [{ key: String(last.checkpoint.version), value: checkpointsTopic.encode(last.checkpoint) }] }, stageDone(T('metrics'), 'train', round)],
+        consumed,
+      );
       metrics.emit('checkpoint', 'published', round, {
         version: last.checkpoint.version,
         parentVersion: last.checkpoint.parentVersion,
@@ -450,6 +467,14 @@ async function runRound(inputs: RoundInputs): Promise<RoundSummary> {
     seconds,
     resumed: false,
   };
+}
+
+const STAGE_DONE = 'stage-done';
+
+/** The completion marker of a whole-round stage, produced atomically with the stage's outputs. */
+function stageDone(metricsTopicName: string, stage: string, round: number): TopicRecords {
+  const event: MetricEvent = { stage, type: STAGE_DONE, time: Date.now(), round };
+  return { topic: metricsTopicName, records: [{ key: stage, value: metricsTopic.encode(event) }] };
 }
 
 function byPromptId(a: { promptId: string }, b: { promptId: string }): number {
