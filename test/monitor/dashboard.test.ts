@@ -111,7 +111,7 @@ describe('dashboard in chromium', () => {
     // uPlot drew every chart.
     assert.equal(await page.locator('.panel canvas').count(), 8);
 
-    const timeline = await page.$$eval('#checkpoints tbody tr', (rows) => rows.map((r) => [...r.cells].map((c) => c.textContent)));
+    const timeline = await page.$$eval('#checkpoints tbody tr', (rows) => rows.map((r) => [...(r as HTMLTableRowElement).cells].map((c) => c.textContent)));
     assert.deepEqual(timeline.map((r) => [r[1], r[2], r[4]]), [['2', '1', '2'], ['1', '0', '1']], 'one row per version, newest first');
     assert.equal(timeline[0][5], '2222222222222222');
     const evalRows = await page.locator('#evaluations tbody tr').count();

@@ -250,6 +250,17 @@ describe('monitor server reading a bus', () => {
     const tp = await eventually('a throughput observation with prompts written', () =>
       monitor.history().find((e) => e.stage === 'bus' && e.type === 'throughput' && (e.ends as any)[prompts] === 6),
     );
-    assert.ok(Object.keys(tp.rates as object).every((name) => name.startsWith(`${NS}.`)), 'only the run namespace');
+    assert.ok(Object.keys(tp!.rates as object).every((name) => name.startsWith(`${NS}.`)), 'only the run namespace');
+  });
+});
+
+describe('--monitor flag', () => {
+  it('parses [HOST:]PORT, loopback by default', async () => {
+    const { parseMonitorAddress } = await import('../../src/monitor/flags.ts');
+    assert.deepEqual(parseMonitorAddress('8787'), { host: '127.0.0.1', port: 8787 });
+    assert.deepEqual(parseMonitorAddress('0.0.0.0:9000'), { host: '0.0.0.0', port: 9000 });
+    assert.deepEqual(parseMonitorAddress('[::1]:0'), { host: '::1', port: 0 });
+    assert.throws(() => parseMonitorAddress('localhost'), /\[HOST:\]PORT/);
+    assert.throws(() => parseMonitorAddress('70000'), /out of range/);
   });
 });
