@@ -43,9 +43,12 @@ export interface ArchiveManifest {
   topics: ArchivedTopic[];
 }
 
-/** The topics of a run: its namespace's topics, or those without a namespace. */
+/** The topics of a run: its namespace's topics, or those without a namespace (never a broker's internal `_…` topics). */
 export function runTopics(names: string[], namespace?: string): string[] {
-  return names.filter((n) => (namespace ? n.startsWith(`${namespace}.`) && n.length > namespace.length + 1 : !n.includes('.'))).sort();
+  return names
+    .filter((n) => !n.startsWith('_'))
+    .filter((n) => (namespace ? n.startsWith(`${namespace}.`) && n.length > namespace.length + 1 : !n.includes('.')))
+    .sort();
 }
 
 function contractOf(topic: string): ArchivableContract | undefined {

@@ -219,3 +219,12 @@ describe('dice archive → Parquet (read back with hyparquet)', () => {
     await assert.rejects(archiveRun({ bus, outDir: join(dir, 'none'), namespace: 'missing' }), /no topics in namespace "missing".*run1\.pairs/);
   });
 });
+
+describe('which topics make up a run', () => {
+  it("takes the namespace's topics, or the un-namespaced ones, never a broker's internal topics", async () => {
+    const { runTopics } = await import('../../src/archive/archive.ts');
+    const names = ['__consumer_offsets', '_schemas', 'prompts', 'metrics', 'a.prompts', 'a.metrics', 'ab.prompts', 'a.'];
+    assert.deepEqual(runTopics(names, 'a'), ['a.metrics', 'a.prompts']);
+    assert.deepEqual(runTopics(names), ['metrics', 'prompts']);
+  });
+});
