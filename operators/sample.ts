@@ -32,48 +32,54 @@ export interface SampleOptions {
  *   p1-p2-p3-|  sample  --g1-g2-g3-|      (a prompt the engine refuses becomes a Rejected)
  */
 export function sample(options: SampleOptions): OperatorFunction<PromptRecord, SamplesGroup | Rejected> {
-  const { sampler, policyVersion, round, runSeed, k, params, chat } = options;
   return (prompts$) =>
     prompts$.pipe(
       batchUpTo(options.promptsPerCall ?? 8, options.maxWaitMs ?? 50),
-      concatMap(async (prompts) => {
-        const results = await sampler.generate(
-          prompts.map((p) => ({
-            promptId: p.promptId,
-            prompt: p.messages ?? p.text ?? '',
-            chat: chat || p.messages !== null,
-            k,
-            seed: deriveSeed(runSeed, p.promptId, policyVersion),
-          })),
-          params,
-        );
-        return results.map((r, i): SamplesGroup | Rejected => {
-          if (r.error) return { kind: 'rejected', key: prompts[i].promptId, error: r.error };
-          return {
-            promptId: r.promptId,
-            prompt: promptText(prompts[i]),
-            promptTokenIds: Int32Array.from(r.promptTokenIds),
-            round,
-            policyVersion,
-            runSeed,
-            responses: r.samples.map((s) => {
-              const text = s.text ?? '';
-              return {
-                k: s.k,
-                seed: s.seed,
-                tokenIds: Int32Array.from(s.tokenIds),
-                text,
-                charLength: charLength(text),
-                tokenLength: s.tokenIds.length,
-                finishReason: s.finishReason,
-                policyLogp: s.logProb,
-              };
-            }),
-          };
-        });
-      }),
+      concatMap((prompts) => sampleBatch(prompts, options)),
       concatMap((items) => from(items)),
     );
+}
+
+/** One engine call for a batch of prompts: a samples group per prompt, or a Rejected naming why. */
+export async function sampleBatch(
+  prompts: PromptRecord[],
+  options: Pick<SampleOptions, 'sampler' | 'policyVersion' | 'round' | 'runSeed' | 'k' | 'params' | 'chat'>,
+): Promise<Array<SamplesGroup | Rejected>> {
+  const { sampler, policyVersion, round, runSeed, k, params, chat } = options;
+  const results = await sampler.generate(
+    prompts.map((p) => ({
+      promptId: p.promptId,
+      prompt: p.messages ?? p.text ?? '',
+      chat: chat || p.messages !== null,
+      k,
+      seed: deriveSeed(runSeed, p.promptId, policyVersion),
+    })),
+    params,
+  );
+  return results.map((r, i): SamplesGroup | Rejected => {
+    if (r.error) return { kind: 'rejected', key: prompts[i].promptId, error: r.error };
+    return {
+      promptId: r.promptId,
+      prompt: promptText(prompts[i]),
+      promptTokenIds: Int32Array.from(r.promptTokenIds),
+      round,
+      policyVersion,
+      runSeed,
+      responses: r.samples.map((s) => {
+        const text = s.text ?? '';
+        return {
+          k: s.k,
+          seed: s.seed,
+          tokenIds: Int32Array.from(s.tokenIds),
+          text,
+          charLength: charLength(text),
+          tokenLength: s.tokenIds.length,
+          finishReason: s.finishReason,
+          policyLogp: s.logProb,
+        };
+      }),
+    };
+  });
 }
 
 /** The prompt as text for records and reports (chat messages joined by role). */

@@ -29,7 +29,6 @@ export interface ScoreOptions {
  *   g1(v1)-g2(v0)-g3(v1)-|  score(expected v1)  --s1---s3-|   (g2 stale: dropped, counted)
  */
 export function score(options: ScoreOptions): OperatorFunction<SamplesGroup, ScoredGroup> {
-  const { reference, referenceVersion, beta } = options;
   return (groups$) =>
     groups$.pipe(
       filter((g) => {
@@ -38,24 +37,29 @@ export function score(options: ScoreOptions): OperatorFunction<SamplesGroup, Sco
         return fresh;
       }),
       batchUpTo(options.groupsPerCall ?? 4, options.maxWaitMs ?? 50),
-      concatMap(async (groups) => {
-        const items = groups.flatMap((g) =>
-          g.responses.map((r) => ({ promptTokenIds: Array.from(g.promptTokenIds), responseTokenIds: Array.from(r.tokenIds) })),
-        );
-        const outputs = await reference.score(items);
-        let i = 0;
-        return groups.map(
-          (g): ScoredGroup => ({
-            ...g,
-            referenceVersion,
-            beta,
-            responses: g.responses.map((r) => {
-              const refLogp = outputs[i++].logProb;
-              return { ...r, refLogp, reward: implicitReward(r.policyLogp, refLogp, beta) };
-            }),
-          }),
-        );
-      }),
+      concatMap((groups) => scoreBatch(groups, options)),
       concatMap((gs) => from(gs)),
     );
+}
+
+/** One reference pass over the responses of several groups; rewards from the recorded policy log-probs. */
+export async function scoreBatch(
+  groups: SamplesGroup[],
+  options: Pick<ScoreOptions, 'reference' | 'referenceVersion' | 'beta'>,
+): Promise<ScoredGroup[]> {
+  const { reference, referenceVersion, beta } = options;
+  const items = groups.flatMap((g) => g.responses.map((r) => ({ promptTokenIds: Array.from(g.promptTokenIds), responseTokenIds: Array.from(r.tokenIds) })));
+  const outputs = await reference.score(items);
+  let i = 0;
+  return groups.map(
+    (g): ScoredGroup => ({
+      ...g,
+      referenceVersion,
+      beta,
+      responses: g.responses.map((r) => {
+        const refLogp = outputs[i++].logProb;
+        return { ...r, refLogp, reward: implicitReward(r.policyLogp, refLogp, beta) };
+      }),
+    }),
+  );
 }

@@ -45,7 +45,8 @@ export const checkpointsTopic = jsonContract<Checkpoint>({
     };
     const { metrics, ...rest } = (typeof value === 'object' && value !== null ? value : { value }) as Record<string, unknown>;
     const c = validateRecord('checkpoints', fixedSchema, Array.isArray(value) ? value : rest, limits) as unknown as Checkpoint;
-    if (c.version < 0) fail('version', `must be ≥ 0, got ${c.version}`);
+    // −1 is the run's initial reference π_ref(0) (e.g. the SFT model); policies are 0, 1, 2, …
+    if (c.version < -1) fail('version', `must be ≥ −1 (−1: the initial reference), got ${c.version}`);
     if (!/^[0-9a-f]{64}$/.test(c.sha256)) fail('sha256', 'must be 64 lowercase hex digits');
     if (typeof metrics !== 'object' || metrics === null || Array.isArray(metrics)) {
       fail('metrics', metrics === undefined ? 'is missing' : 'expected an object of numbers');

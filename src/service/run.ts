@@ -16,8 +16,9 @@ import { replay } from '../../operators/replay.ts';
 import { sample } from '../../operators/sample.ts';
 import { score } from '../../operators/score.ts';
 import { train, versionLabel, type TrainEvent } from '../../operators/train.ts';
-import { trainBeta, type RunConfig } from '../config/schema.ts';
-import { sha256File, verifyCheckpoint } from '../model/checkpoint.ts';
+import type { RunConfig } from '../config/schema.ts';
+import { alphaOptions, engineOptions, generateParams, trainerOptions } from './round-config.ts';
+import { verifyCheckpoint } from '../model/checkpoint.ts';
 import { readChatTemplate } from '../model/load.ts';
 import { Sampler } from '../engine/sampler.ts';
 import { Scorer } from '../engine/scorer.ts';
@@ -25,7 +26,7 @@ import { Trainer } from '../engine/trainer.ts';
 import type { Logger } from '../util/log.ts';
 import { Progress } from '../util/log.ts';
 import { ingestFile, offlineDefaults, promptDefaults } from './ingest.ts';
-import { REF0_VERSION, roundVersions, type RoundVersions } from './lineage.ts';
+import { publishInitialLineage, REF0_VERSION, roundVersions, type RoundVersions } from './lineage.ts';
 import type { MetricsEmitter } from './metrics.ts';
 import { commitAll, readRemaining, readWholeTopic, runPerRecordStage } from './stage-runner.ts';
 
@@ -102,23 +103,7 @@ export async function runDice(inputs: RunInputs): Promise<RunResult> {
 
   const dirOf = (version: number) =>
     version === REF0_VERSION ? resolve(inputs.refDir) : version === 0 ? resolve(inputs.policyDir) : join(outDir, `v${version}`);
-  const published = new Map((await readWholeTopic(bus, T('checkpoints'), checkpointsTopic)).map((c) => [c.version, c]));
-  if (!published.has(0)) {
-    // The lineage starts on the topic: v0 (the DPO base, trained against π_ref(0)).
-    const v0: Checkpoint = {
-      version: 0,
-      parentVersion: null,
-      referenceVersion: REF0_VERSION,
-      round: 0,
-      location: dirOf(0),
-      sha256: sha256File(join(dirOf(0), 'model.safetensors')),
-      metrics: {},
-      createdAt: 0,
-    };
-    await bus.produce(T('checkpoints'), [{ key: '0', value: checkpointsTopic.encode(v0) }]);
-    published.set(0, v0);
-  }
-
+  const published = await publishInitialLineage(bus, T('checkpoints'), dirOf(0), dirOf(REF0_VERSION));
   const stagesDone = (await readWholeTopic(bus, T('metrics'), metricsTopic)).filter((m) => m.type === STAGE_DONE);
   const rounds: RoundSummary[] = [];
   for (let round = 1; round <= config.rounds; round++) {
@@ -136,7 +121,7 @@ export async function runDice(inputs: RunInputs): Promise<RunResult> {
     rounds.push(summary);
   }
   await inputs.metrics.flush();
-  return { checkpoints: [...published.values()].sort((a, b) => a.version - b.version), rounds };
+  return { checkpoints: [...published.values()].filter((c) => c.version >= 0).sort((a, b) => a.version - b.version), rounds };
 }
 
 interface RoundInputs extends RunInputs {
@@ -152,7 +137,7 @@ async function runRound(inputs: RoundInputs): Promise<RoundSummary> {
   const T = (base: TopicBaseName) => topicName(namespace, base);
   const group = (stage: string) => `${namespace}.${stage}.r${round}`;
   const versions = roundVersions(round, config.method);
-  const engine = { threads: config.threads, provider: config.provider };
+  const engine = engineOptions(config);
   const seconds: Record<string, number> = {};
   const timed = async <R>(stage: string, work: () => Promise<R>): Promise<R> => {
     const t0 = performance.now();
@@ -203,7 +188,7 @@ async function runRound(inputs: RoundInputs): Promise<RoundSummary> {
               round,
               runSeed: config.seed,
               k: config.sampling.k,
-              params: { temperature: config.sampling.temperature, topP: config.sampling.topP, topK: config.sampling.topK, maxNewTokens: config.sampling.maxNewTokens },
+              params: generateParams(config),
               chat: useChat,
             }),
           outputs: (g) => [{ topic: T('samples'), records: [{ key: g.promptId, value: samplesTopic.encode(g) }] }],
@@ -278,23 +263,7 @@ async function runRound(inputs: RoundInputs): Promise<RoundSummary> {
       const groups = consumed.map((d) => d.value).filter((g) => g.round === round).sort(byPromptId);
       const made = await lastValueFrom(
         from(groups).pipe(
-          alphaPairs({
-            round,
-            mode: config.alpha.mode,
-            value: config.alpha.value,
-            multiplier: config.alpha.multiplier,
-            maxAlpha: config.alpha.max,
-            lengthUnit: config.reward.lengthUnit,
-            filters: {
-              dropTruncated: config.filters.dropTruncated,
-              minLength: config.filters.minLength,
-              maxLength: config.filters.maxLength,
-              minKeptFraction: config.filters.minValidFraction,
-              k: config.sampling.k,
-            },
-            windowSize: config.alpha.window,
-            windowCap: config.alpha.windowCap,
-          }),
+          alphaPairs(alphaOptions(config, round)),
           toArray(),
         ),
         { defaultValue: [] as AlphaWindow[] },
@@ -388,19 +357,7 @@ async function runRound(inputs: RoundInputs): Promise<RoundSummary> {
     const consumed = await readRemaining(bus, group('train'), { topic: T('batches'), contract: batchesTopic, deadLetterTopic: T('dead-letter') });
     const batches: TrainingBatch[] = consumed.map((d) => d.value).filter((b) => b.round === round).sort((a, b) => a.step - b.step);
     if (batches.length === 0) throw new Error(`round ${round}: no training batches on ${T('batches')}`);
-    const trainer = await Trainer.open(
-      { modelDir: inputs.dirOf(versions.policy) },
-      {
-        loss: config.train.loss,
-        beta: trainBeta(config),
-        lr: config.train.lr,
-        warmupSteps: config.train.warmupSteps,
-        adamw: { weightDecay: config.train.weightDecay, maxGradNorm: config.train.maxGradNorm },
-        microBatch: config.train.microBatch || undefined,
-        threads: config.threads,
-        provider: config.provider,
-      },
-    );
+    const trainer = await Trainer.open({ modelDir: inputs.dirOf(versions.policy) }, trainerOptions(config));
     const ktoReference = config.train.loss === 'kto' ? await Scorer.open({ modelDir: inputs.dirOf(versions.trainingReference), ...engine }) : null;
     const progress = new Progress(`train r${round}`, batches.length);
     try {

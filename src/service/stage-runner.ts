@@ -1,4 +1,4 @@
-import { concatMap, filter, lastValueFrom, map, take, toArray, type OperatorFunction } from 'rxjs';
+import { concatMap, filter, lastValueFrom, map, take, takeUntil, toArray, type Observable, type OperatorFunction } from 'rxjs';
 import type { Bus, ConsumedRecord, RecordPosition, TopicRecords } from '../../topics/bus.ts';
 import type { TopicContract } from '../../topics/contract.ts';
 import { decodeOrDeadLetter, type Decoded } from '../../topics/decode-or-dead-letter.ts';
@@ -33,6 +33,8 @@ export interface PerRecordStage<In, Out> {
   untilEnd: boolean;
   onOutput?: (value: Out) => void;
   onRejected?: (rejected: Rejected) => void;
+  /** A service stops taking records when this emits; work already taken is finished and committed. */
+  stop$?: Observable<unknown>;
 }
 
 export interface StageCounts {
@@ -60,6 +62,7 @@ export async function runPerRecordStage<In, Out>(stage: PerRecordStage<In, Out>)
     settle(key, []).catch((err: Error) => failures.push(err));
   };
   const source = bus.consume({ groupId, topics: [input.topic], untilEnd: stage.untilEnd }).pipe(
+    stage.stop$ ? takeUntil(stage.stop$) : (s) => s,
     decodeOrDeadLetter(bus, input.contract, { groupId, deadLetterTopic: input.deadLetterTopic }),
     concatMap(async (d: Decoded<In>) => {
       if (stage.accept && !stage.accept(d.value)) {
