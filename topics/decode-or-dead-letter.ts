@@ -1,4 +1,4 @@
-import { concatMap, from, map, of, type Observable, type OperatorFunction } from 'rxjs';
+import { concatMap, from, of, type Observable, type OperatorFunction } from 'rxjs';
 import type { Bus, ConsumedRecord } from './bus.ts';
 import type { Limits } from './codec.ts';
 import type { TopicContract } from './contract.ts';
@@ -55,6 +55,5 @@ export function decodeOrDeadLetter<T>(
         return of({ value, record });
       }),
       concatMap((d) => (d === null ? [] : [d])),
-      map((d) => d),
     );
 }
