@@ -3,7 +3,7 @@
  * clip, AdamW) of our trainer, next to PyTorch autograd + torch.optim.AdamW doing the same step on
  * the same weights and batch (tools/bench_train_torch.py, when /work/pyenv or $DICE_PYTHON has torch).
  *
- *   npm run bench:train [-- --threads N --shapes tiny,smollm2-135m --cases 32x32,8x256 --steps 2 --no-torch --quick]
+ *   npm run bench:train [-- --threads N --shapes tiny,smollm2-135m --cases 32x32,8x256 --steps 2 --micro-batch P --no-torch --quick]
  *
  * A case PxL is P pairs of L tokens per sequence (L/2 prompt, L/2 response), so a step runs 2P rows.
  * Each (shape, case) runs in a fresh child process so its peak RSS is its own. Model FLOP/s counts
@@ -35,6 +35,7 @@ const threads = Number(arg('threads', String(Math.min(availableParallelism(), 8)
 const shapes = arg('shapes', quick ? 'tiny' : 'tiny,smollm2-135m').split(',');
 const cases = arg('cases', quick ? '4x32' : '32x32,8x256').split(',');
 const steps = Number(arg('steps', quick ? '1' : '2'));
+const microBatch = arg('micro-batch', '0') === '0' ? undefined : Number(arg('micro-batch', '0'));
 
 interface Result {
   shape: string;
@@ -108,7 +109,7 @@ async function child(shape: string, kase: string): Promise<void> {
   const batch = makeBatch(model.config, pairs, length);
   const batchFile = join('.dice', 'bench', `train-batch-${shape}-${kase}.json`);
   writeFileSync(batchFile, JSON.stringify(batch));
-  const trainer = new TrainerCore(model.config, model.weights, { loss: 'dpo', beta: 0.1, lr: 1e-5, warmupSteps: 0, threads, maxPositions: length });
+  const trainer = new TrainerCore(model.config, model.weights, { loss: 'dpo', beta: 0.1, lr: 1e-5, warmupSteps: 0, threads, maxPositions: length, microBatch });
   model.weights.clear();
   const ppairs: PreferencePair[] = batch.promptTokenIds.map((p, i) => ({
     promptTokenIds: p,
@@ -153,7 +154,7 @@ async function main(): Promise<void> {
   const rows: string[] = [];
   for (const shape of shapes) {
     for (const kase of cases) {
-      const run = spawnSync(process.execPath, ['--import', 'tsx', process.argv[1], '--child', shape, kase, '--threads', String(threads), '--steps', String(steps)], { encoding: 'utf8', maxBuffer: 1 << 26 });
+      const run = spawnSync(process.execPath, ['--import', 'tsx', process.argv[1], '--child', shape, kase, '--threads', String(threads), '--steps', String(steps), '--micro-batch', String(microBatch ?? 0)], { encoding: 'utf8', maxBuffer: 1 << 26 });
       const line = run.stdout.split('\n').find((l) => l.startsWith('RESULT '));
       if (!line) {
         console.error(`${shape} ${kase}: failed\n${run.stderr.split('\n').filter((l) => !l.includes('W:onnxruntime')).slice(-10).join('\n')}`);
@@ -162,7 +163,7 @@ async function main(): Promise<void> {
       const r = JSON.parse(line.slice(7)) as Result & { batchFile: string; modelDir: string };
       let torch: { stepSeconds: number; peakRssMb: number; loss: number } | null = null;
       if (py) {
-        const t = spawnSync(py, ['tools/bench_train_torch.py', '--model', r.modelDir, '--batch', r.batchFile, '--threads', String(threads), '--steps', String(steps)], { encoding: 'utf8' });
+        const t = spawnSync(py, ['tools/bench_train_torch.py', '--model', r.modelDir, '--batch', r.batchFile, '--threads', String(threads), '--steps', String(steps), '--micro-batch', String(microBatch ?? 0)], { encoding: 'utf8' });
         const tl = t.stdout.split('\n').find((l) => l.startsWith('RESULT '));
         if (tl) torch = JSON.parse(tl.slice(7));
         else console.error(`PyTorch ${shape} ${kase}: failed\n${t.stderr.slice(-1000)}`);

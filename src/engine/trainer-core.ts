@@ -3,7 +3,7 @@ import type { LlamaConfig } from '../model/llama-config.ts';
 import { llamaParameterShapes, toFloat, type FloatDType } from '../model/llama-graph.ts';
 import type { HostTensor, Weights } from '../model/tensor.ts';
 import { serializeModel, GraphBuilder } from '../onnx/builder.ts';
-import { createSession, toOrt, type ExecutionProvider } from '../onnx/session.ts';
+import { checkProvider, toOrt, type ExecutionProvider } from '../onnx/session.ts';
 import { emitLlamaForward } from '../model/llama-graph.ts';
 import { emitSequenceLogps } from '../losses/sequence-logps.ts';
 import { ADAMW_DEFAULTS, type AdamWConfig } from '../optim/adamw.ts';
@@ -26,9 +26,10 @@ import { chunk, collateRows, ktoMismatchedRows, preferenceRows, type PreferenceP
 /**
  * The trainer engine's state and step, run in whichever thread owns it (trainer-worker.ts hosts it
  * in a worker). Parameters, AdamW moments m and v live as host typed arrays fed to onnxruntime
- * without copying; the new values are written by onnxruntime straight into preallocated buffers
- * (parameters ping-pong between two buffers; m and v are updated in place, which is safe because
- * each is read only by the node that computes its own new value).
+ * without copying; onnxruntime writes the new values straight over the old ones (preallocated
+ * outputs aliasing the inputs). That is safe because every new value depends on the global gradient
+ * norm (see optim/adamw.ts), so every node that reads an old value runs before any is overwritten;
+ * the PyTorch-fixture tests check the result of both step paths.
  *
  * One optimizer step = one run of the fused step graph when the batch is a single micro-batch,
  * otherwise one grads run per micro-batch (gradients summed on the host) and one update run.
@@ -87,8 +88,7 @@ type Buffer = Float32Array | Float64Array;
 export class TrainerCore {
   private readonly names: string[];
   private readonly shapes: Map<string, number[]>;
-  private params = new Map<string, Buffer>();
-  private spare = new Map<string, Buffer>();
+  private readonly params = new Map<string, Buffer>();
   private readonly m = new Map<string, Buffer>();
   private readonly v = new Map<string, Buffer>();
   private stepsDone = 0;
@@ -110,7 +110,6 @@ export class TrainerCore {
       const data = toFloat(t, this.dtype).data as Buffer;
       // own copies: the buffers are written in place by later steps
       this.params.set(name, data === t.data ? data.slice() : data);
-      this.spare.set(name, this.alloc(name));
       this.m.set(name, this.alloc(name));
       this.v.set(name, this.alloc(name));
     }
@@ -161,9 +160,9 @@ export class TrainerCore {
     if (!s) {
       const graph =
         kind === 'step' ? buildStepGraph(this.spec) : kind === 'grads' ? buildGradsGraph(this.spec) : kind === 'update' ? buildUpdateGraph(this.spec) : this.logpsGraph();
-      s = createSession(serializeModel(graph), {
-        provider: this.options.provider,
-        threads: this.options.threads,
+      s = createTrainSession(serializeModel(graph), {
+        provider: this.options.provider ?? 'cpu',
+        threads: this.options.threads ?? 1,
         // onnxruntime's x·sigmoid(x) → QuickGelu fusion has no float64 kernel
         optimization: this.dtype === 'float64' ? 'basic' : 'all',
       });
@@ -243,7 +242,7 @@ export class TrainerCore {
       for (const name of this.names) {
         feeds[mName(name)] = this.tensor(name, this.m.get(name)!);
         feeds[vName(name)] = this.tensor(name, this.v.get(name)!);
-        fetches[newParamName(name)] = this.tensor(name, this.spare.get(name)!);
+        fetches[newParamName(name)] = this.tensor(name, this.params.get(name)!);
         fetches[newMName(name)] = this.tensor(name, this.m.get(name)!);
         fetches[newVName(name)] = this.tensor(name, this.v.get(name)!);
       }
@@ -276,14 +275,13 @@ export class TrainerCore {
         feeds[gradName(name)] = this.tensor(name, acc.get(name)!);
         feeds[mName(name)] = this.tensor(name, this.m.get(name)!);
         feeds[vName(name)] = this.tensor(name, this.v.get(name)!);
-        fetches[newParamName(name)] = this.tensor(name, this.spare.get(name)!);
+        fetches[newParamName(name)] = this.tensor(name, this.params.get(name)!);
         fetches[newMName(name)] = this.tensor(name, this.m.get(name)!);
         fetches[newVName(name)] = this.tensor(name, this.v.get(name)!);
       }
       const r = await update.run(feeds, fetches);
       gradNorm = Number(r.grad_norm.data[0]);
     }
-    [this.params, this.spare] = [this.spare, this.params];
     this.stepsDone = t;
     const pairs = isSft ? 0 : (batch as { pairs: PreferencePair[] }).pairs.length;
     return {
@@ -358,6 +356,28 @@ export class TrainerCore {
   async release(): Promise<void> {
     for (const s of this.sessions.values()) await (await s).release();
     this.sessions.clear();
+  }
+}
+
+/**
+ * Like onnx/session.ts createSession, but without onnxruntime's CPU memory arena and memory-pattern
+ * cache: a train step's activations are large and short-lived, and the arena keeps every freed
+ * chunk (fragmented) for the life of the session, which more than doubled the peak RSS measured here.
+ */
+async function createTrainSession(model: Uint8Array, cfg: { provider: ExecutionProvider; threads: number; optimization: 'basic' | 'all' }): Promise<ort.InferenceSession> {
+  checkProvider(cfg.provider);
+  try {
+    return await ort.InferenceSession.create(model, {
+      executionProviders: [cfg.provider],
+      intraOpNumThreads: cfg.threads,
+      interOpNumThreads: 1,
+      executionMode: 'sequential',
+      graphOptimizationLevel: cfg.optimization,
+      enableCpuMemArena: false,
+      enableMemPattern: false,
+    });
+  } catch (err) {
+    throw new Error(`onnxruntime could not load the train graph on '${cfg.provider}': ${(err as Error).message}`);
   }
 }
 

@@ -42,7 +42,11 @@ export function emitAdamW(g: GraphBuilder, slots: AdamWSlot[], lr: string, step:
   const c = (x: number) => g.scalar(x, dtype);
   const sumSquares = slots.map((s) => g.op1('ReduceSumSquare', [s.grad], { keepdims: 0 }));
   const gradNorm = g.op1('Sqrt', [sumSquares.length === 1 ? sumSquares[0] : g.op1('Sum', sumSquares)]);
-  const clip = cfg.maxGradNorm === null ? null : g.op1('Min', [c(1), g.op1('Div', [c(cfg.maxGradNorm), g.op1('Add', [gradNorm, c(1e-6)])])]);
+  // The clip factor is emitted even without clipping (max norm ∞ gives exactly 1): every new value
+  // then depends on the global norm, hence on every gradient, hence on every read of the old
+  // parameters — which is what lets the trainer write new parameters over the old ones in place.
+  const maxNorm = cfg.maxGradNorm ?? Infinity;
+  const clip = g.op1('Min', [c(1), g.op1('Div', [c(maxNorm), g.op1('Add', [gradNorm, c(1e-6)])])]);
 
   const bias1 = g.op1('Sub', [c(1), g.op1('Pow', [c(cfg.beta1), step])]);
   const bias2 = g.op1('Sub', [c(1), g.op1('Pow', [c(cfg.beta2), step])]);
@@ -52,7 +56,7 @@ export function emitAdamW(g: GraphBuilder, slots: AdamWSlot[], lr: string, step:
 
   const out: AdamWOutputs = { params: [], m: [], v: [], gradNorm };
   for (const s of slots) {
-    const grad = clip ? g.op1('Mul', [s.grad, clip]) : s.grad;
+    const grad = g.op1('Mul', [s.grad, clip]);
     const m = g.op1('Add', [g.op1('Mul', [s.m, c(cfg.beta1)]), g.op1('Mul', [grad, c(1 - cfg.beta1)])]);
     const v = g.op1('Add', [g.op1('Mul', [s.v, c(cfg.beta2)]), g.op1('Mul', [g.op1('Mul', [grad, grad]), c(1 - cfg.beta2)])]);
     const denom = g.op1('Add', [g.op1('Div', [g.op1('Sqrt', [v]), sqrtBias2]), c(cfg.eps)]);
