@@ -181,6 +181,7 @@ export class TrainerCore {
       inputIds: ids,
       attentionMask: mask,
       maxPositions: this.options.maxPositions,
+      linear: 'gemm',
       weight: (name, shape) => g.input(name, this.dtype, shape),
     });
     g.output(emitSequenceLogps(g, logProbs, resp), this.dtype, ['rows'], 'policy_logps');

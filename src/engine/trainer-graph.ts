@@ -33,6 +33,12 @@ export interface TrainGraphSpec {
   adamw: AdamWConfig;
   /** RoPE table rows (longest sequence); default config.maxPositionEmbeddings. */
   maxPositions?: number;
+  /**
+   * Linear layers as Gemm(x, W, transB=1) on the stored weights (default): the Gemm VJP then yields
+   * dW in the stored [out, in] layout and dx = dy·W, with no transposed weight copies in either pass.
+   * 'matmul' is MatMul(x, Transpose(W)).
+   */
+  linear?: 'gemm' | 'matmul';
 }
 
 export const gradName = (p: string) => `grad.${p}`;
@@ -58,6 +64,7 @@ function emitLossAndGrads(g: GraphBuilder, spec: TrainGraphSpec): Map<string, st
     inputIds,
     attentionMask,
     maxPositions: spec.maxPositions,
+    linear: spec.linear ?? 'gemm',
     weight: (name, shape) => {
       const v = g.input(name, dtype, shape);
       params.set(name, v);

@@ -15,11 +15,11 @@ import { Rng } from '../../src/util/random.ts';
 // difference along a random direction in that tensor (relative error ≤ 1e-5).
 const dirOf = (name: string) => join(import.meta.dirname, '..', 'fixtures', 'llama', name);
 
-for (const [fixture, loss] of [['llama-gqa-untied', 'dpo'], ['qwen2-bias-tied', 'dpo'], ['llama3-scaled-tied', 'kto']] as const) {
-  test(`${fixture}: whole-model ${loss} gradients match finite differences on float64`, async () => {
+for (const [fixture, loss, linear] of [['llama-gqa-untied', 'dpo', 'gemm'], ['llama-gqa-untied', 'ipo', 'matmul'], ['qwen2-bias-tied', 'dpo', 'gemm'], ['llama3-scaled-tied', 'kto', 'gemm']] as const) {
+  test(`${fixture}: whole-model ${loss} gradients (${linear} linears) match finite differences on float64`, async () => {
     const config = readHfConfig(join(dirOf(fixture), 'config.json'));
     const weights = readSafetensorsDir(dirOf(fixture)).weights;
-    const g = buildGradsGraph({ config, dtype: 'float64', loss, beta: 0.5, adamw: ADAMW_DEFAULTS, maxPositions: 16 });
+    const g = buildGradsGraph({ config, dtype: 'float64', loss, beta: 0.5, adamw: ADAMW_DEFAULTS, maxPositions: 16, linear });
     const session = await createSession(serializeModel(g), { optimization: 'basic' });
     const rng = new Rng(11);
     const [N, T] = [4, 6];
