@@ -1,0 +1,302 @@
+/**
+ * The arena's bootstrap, the miniature of the paper's starting point (Zephyr: an SFT model, then DPO
+ * on UltraFeedback judged by GPT-4):
+ *   1. arena splits: SFT tasks, preference tasks (D_offline and the DICE prompt stream) and a held-out
+ *      eval set (makeArenaSplits);
+ *   2. behaviour policies of mixed quality write SFT data and D_offline, labelled by the length-biased
+ *      judge (offline.ts);
+ *   3. a small Llama-shaped model (bootstrap-model.ts) is trained FROM SCRATCH by our trainer with the
+ *      SFT loss → π_ref(0);
+ *   4. DPO on D_offline from π_ref(0) with reference π_ref(0) → π_θ(0), the "DPO-tuned base model".
+ * Everything is seeded, and the result is cached under <cacheRoot>/<hash of the settings>/ (built in
+ * a temporary folder and renamed, so an interrupted bootstrap never leaves a half-written cache).
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { verifyCheckpoint } from '../model/checkpoint.ts';
+import { initWeights } from '../model/init.ts';
+import { saveModel } from '../model/load.ts';
+import type { Tokenizer } from '../model/tokenizer.ts';
+import { Trainer, type PreferencePair, type SftExample as TokenSftExample, type StepMetrics } from '../engine/trainer.ts';
+import { preferenceRows } from '../engine/trainer-batch.ts';
+import { toJsonLine } from '../io/records-file.ts';
+import type { Logger } from '../util/log.ts';
+import { Progress } from '../util/log.ts';
+import { deriveSeed, Rng } from '../util/random.ts';
+import { arenaModelConfig, type ArenaShape } from './bootstrap-model.ts';
+import { DEFAULT_JUDGE, type JudgeOptions } from './judge.ts';
+import { makeOfflinePairs, makeSftExamples, type OfflinePair } from './offline.ts';
+import { makeArenaSplits, TASK_FAMILIES, type ArenaTask, type TaskFamily } from './tasks.ts';
+
+/** Bump when the recipe changes in a way the settings do not show (invalidates every cache). */
+export const BOOTSTRAP_RECIPE = 1;
+
+export interface TrainSettings {
+  steps: number;
+  batch: number;
+  lr: number;
+  warmupSteps: number;
+}
+
+export interface BootstrapSettings {
+  seed: number;
+  /** onnxruntime intra-op threads (fixed: results repeat exactly only with the same count). */
+  threads: number;
+  arena: {
+    families: TaskFamily[];
+    /** Tasks whose behaviour-policy responses make the SFT data. */
+    sftTasks: number;
+    /** SFT responses per SFT task (each from a freshly drawn policy). */
+    sftPerTask: number;
+    /** Tasks of D_offline; their prompts are also DICE's prompt stream (as UltraFeedback's are in the paper). */
+    preferenceTasks: number;
+    /** Held-out evaluation tasks (never trained on). */
+    evalTasks: number;
+  };
+  judge: JudgeOptions;
+  model: ArenaShape;
+  sft: TrainSettings;
+  dpo: TrainSettings & { beta: number };
+}
+
+/** The full-size bootstrap of `npm start` (a few minutes of CPU on first run). */
+export const DEFAULT_BOOTSTRAP: BootstrapSettings = {
+  seed: 1,
+  threads: 1,
+  arena: { families: [...TASK_FAMILIES], sftTasks: 2000, sftPerTask: 1, preferenceTasks: 1200, evalTasks: 250 },
+  judge: { ...DEFAULT_JUDGE },
+  model: { hiddenSize: 96, intermediateSize: 256, numLayers: 3, numHeads: 4, numKvHeads: 2 },
+  sft: { steps: 1200, batch: 32, lr: 3e-3, warmupSteps: 50 },
+  dpo: { steps: 200, batch: 32, lr: 1e-4, warmupSteps: 20, beta: 0.1 },
+};
+
+export interface BootstrapResult {
+  /** The cache folder of these settings. */
+  dir: string;
+  settingsHash: string;
+  /** π_ref(0) (SFT) and π_θ(0) (DPO on D_offline). */
+  refDir: string;
+  policyDir: string;
+  /** DICE's prompts (JSONL promptId/prompt) and D_offline (JSONL pairId/prompt/chosen/rejected). */
+  promptsFile: string;
+  offlineFile: string;
+  tasks: { sft: ArenaTask[]; preference: ArenaTask[]; eval: ArenaTask[] };
+  /** Per-step training metrics of the two bootstrap stages. */
+  history: { sft: StepSummary[]; dpo: StepSummary[] };
+  /** Seconds the bootstrap took when it was built (0 for the stages when cached). */
+  seconds: { sft: number; dpo: number; total: number };
+  cached: boolean;
+}
+
+export interface StepSummary {
+  step: number;
+  loss: number;
+  rewardAccuracy: number;
+  margin: number;
+}
+
+const DONE_FILE = 'bootstrap.json';
+
+/** Stable hash of the settings (keys sorted) and the recipe version: the cache key. */
+export function settingsHash(settings: BootstrapSettings): string {
+  const canonical = (v: unknown): unknown =>
+    Array.isArray(v) ? v.map(canonical) : v && typeof v === 'object' ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, canonical((v as Record<string, unknown>)[k])])) : v;
+  return createHash('sha256').update(JSON.stringify({ recipe: BOOTSTRAP_RECIPE, settings: canonical(settings) })).digest('hex').slice(0, 16);
+}
+
+/** The arena's tasks of these settings, split into SFT, preference and eval tasks. */
+export function bootstrapTasks(settings: BootstrapSettings): BootstrapResult['tasks'] {
+  const a = settings.arena;
+  const { train, eval: evalTasks } = makeArenaSplits({ seed: settings.seed, trainSize: a.sftTasks + a.preferenceTasks, evalSize: a.evalTasks, families: a.families });
+  return { sft: train.slice(0, a.sftTasks), preference: train.slice(a.sftTasks), eval: evalTasks };
+}
+
+/** Bootstraps (or loads from the cache) π_ref(0) and π_θ(0) for the settings. */
+export async function bootstrap(settings: BootstrapSettings, options: { cacheRoot: string; log: Logger; rebuild?: boolean }): Promise<BootstrapResult> {
+  validateSettings(settings);
+  const hash = settingsHash(settings);
+  const dir = resolve(options.cacheRoot, hash);
+  const log = options.log.child({ stage: 'bootstrap' });
+  if (!options.rebuild && existsSync(join(dir, DONE_FILE))) {
+    const done = JSON.parse(readFileSync(join(dir, DONE_FILE), 'utf8')) as Omit<BootstrapResult, 'dir' | 'refDir' | 'policyDir' | 'promptsFile' | 'offlineFile' | 'tasks' | 'cached'>;
+    const result = resultAt(dir, settings, done.history, done.seconds, true);
+    // The weights must still be what was trained (a stray edit to the cache is refused, not used).
+    verifyCheckpoint(result.refDir);
+    verifyCheckpoint(result.policyDir);
+    log.info('bootstrap cached', { dir, settingsHash: hash });
+    return result;
+  }
+  const started = performance.now();
+  const work = `${dir}.tmp-${process.pid}`;
+  rmSync(work, { recursive: true, force: true });
+  mkdirSync(work, { recursive: true });
+  log.info('bootstrap starts', { dir, settingsHash: hash, model: settings.model, sftSteps: settings.sft.steps, dpoSteps: settings.dpo.steps });
+
+  const tasks = bootstrapTasks(settings);
+  const sftData = makeSftExamples(tasks.sft, { seed: deriveSeed(settings.seed, 'sft-data'), perTask: settings.arena.sftPerTask });
+  const offline = makeOfflinePairs(tasks.preference, { seed: deriveSeed(settings.seed, 'offline-data'), judge: settings.judge });
+  writeFileSync(join(work, 'settings.json'), `${JSON.stringify(settings, null, 2)}\n`);
+  writeFileSync(join(work, 'tasks.json'), `${JSON.stringify(tasks)}\n`);
+  writeFileSync(join(work, 'sft.jsonl'), sftData.map((e) => toJsonLine({ prompt: e.prompt, completion: e.response, policy: e.policy })).join('\n') + '\n');
+  writeFileSync(join(work, 'offline.jsonl'), offline.map((p) => toJsonLine(offlineRecord(p))).join('\n') + '\n');
+  writeFileSync(join(work, 'prompts.jsonl'), tasks.preference.map((t) => toJsonLine({ promptId: t.id, prompt: t.prompt })).join('\n') + '\n');
+  log.info('arena data', { sftExamples: sftData.length, offlinePairs: offline.length, promptStream: tasks.preference.length, evalTasks: tasks.eval.length });
+
+  const { config, tokenizer } = arenaModelConfig(settings.model);
+  const initDir = join(work, 'init');
+  saveModel(initDir, { config, weights: initWeights(config, { seed: deriveSeed(settings.seed, 'init') }), tokenizerFiles: tokenizer.files });
+
+  const t0 = performance.now();
+  const sftHistory = await trainSft(initDir, join(work, 'sft'), sftData.map((e) => encodeSft(tokenizer, e.prompt, e.response)), settings, log);
+  const sftSeconds = (performance.now() - t0) / 1000;
+  rmSync(initDir, { recursive: true, force: true });
+
+  const t1 = performance.now();
+  const dpoHistory = await trainOfflineDpo(join(work, 'sft'), join(work, 'dpo'), offline.map((p) => encodePair(tokenizer, p)), settings, log);
+  const dpoSeconds = (performance.now() - t1) / 1000;
+
+  const seconds = { sft: sftSeconds, dpo: dpoSeconds, total: (performance.now() - started) / 1000 };
+  writeFileSync(join(work, DONE_FILE), `${JSON.stringify({ settingsHash: hash, history: { sft: sftHistory, dpo: dpoHistory }, seconds })}\n`);
+  rmSync(dir, { recursive: true, force: true });
+  renameSync(work, dir);
+  log.info('bootstrap done', { dir, seconds: Number(seconds.total.toFixed(1)) });
+  return resultAt(dir, settings, { sft: sftHistory, dpo: dpoHistory }, seconds, false);
+}
+
+function resultAt(dir: string, settings: BootstrapSettings, history: BootstrapResult['history'], seconds: BootstrapResult['seconds'], cached: boolean): BootstrapResult {
+  const tasks = JSON.parse(readFileSync(join(dir, 'tasks.json'), 'utf8')) as BootstrapResult['tasks'];
+  return {
+    dir,
+    settingsHash: settingsHash(settings),
+    refDir: join(dir, 'sft'),
+    policyDir: join(dir, 'dpo'),
+    promptsFile: join(dir, 'prompts.jsonl'),
+    offlineFile: join(dir, 'offline.jsonl'),
+    tasks,
+    history,
+    seconds,
+    cached,
+  };
+}
+
+function offlineRecord(p: OfflinePair): Record<string, unknown> {
+  return { pairId: `offline-${p.promptId}`, prompt: p.prompt, chosen: p.chosen, rejected: p.rejected, source: 'arena' };
+}
+
+/** Prompt with BOS, response + EOS: the sampler's and the replay stage's encoding without a chat template. */
+export function encodeSft(tokenizer: Tokenizer, prompt: string, response: string): TokenSftExample {
+  return { promptTokenIds: tokenizer.encode(prompt), completionTokenIds: [...tokenizer.encode(response, { addSpecialTokens: false }), eosOf(tokenizer)] };
+}
+
+function encodePair(tokenizer: Tokenizer, p: OfflinePair): Omit<PreferencePair, 'refChosenLogp' | 'refRejectedLogp'> {
+  const eos = eosOf(tokenizer);
+  return {
+    promptTokenIds: tokenizer.encode(p.prompt),
+    chosenTokenIds: [...tokenizer.encode(p.chosen, { addSpecialTokens: false }), eos],
+    rejectedTokenIds: [...tokenizer.encode(p.rejected, { addSpecialTokens: false }), eos],
+  };
+}
+
+function eosOf(tokenizer: Tokenizer): number {
+  if (tokenizer.eosTokenId === null) throw new Error('arena tokenizer has no eos_token');
+  return tokenizer.eosTokenId;
+}
+
+/** Epoch-wise seeded shuffles: each step takes the next `batch` items. */
+function batchOrder(n: number, batch: number, seed: number): () => number[] {
+  const rng = new Rng(seed);
+  let order: number[] = [];
+  return () => {
+    const picked: number[] = [];
+    while (picked.length < Math.min(batch, n)) {
+      if (order.length === 0) order = rng.shuffle([...Array(n).keys()]);
+      picked.push(order.pop()!);
+    }
+    return picked;
+  };
+}
+
+function summary(m: StepMetrics): StepSummary {
+  return { step: m.step, loss: m.loss, rewardAccuracy: m.rewardAccuracy, margin: m.margin };
+}
+
+async function trainSft(fromDir: string, outDir: string, data: TokenSftExample[], settings: BootstrapSettings, log: Logger): Promise<StepSummary[]> {
+  const s = settings.sft;
+  const trainer = await Trainer.open({ modelDir: fromDir }, { loss: 'sft', beta: 1, lr: s.lr, warmupSteps: s.warmupSteps, threads: settings.threads });
+  const next = batchOrder(data.length, s.batch, deriveSeed(settings.seed, 'sft-order'));
+  const history: StepSummary[] = [];
+  const progress = new Progress('sft π_ref(0)', s.steps);
+  try {
+    for (let step = 0; step < s.steps; step++) {
+      const m = await trainer.step({ kind: 'sft', examples: next().map((i) => data[i]) });
+      history.push(summary(m));
+      progress.tick(1, `loss ${m.loss.toFixed(3)}`);
+      if ((step + 1) % Math.max(1, Math.floor(s.steps / 10)) === 0) log.info('sft', { step: m.step, of: s.steps, loss: Number(m.loss.toFixed(4)) });
+    }
+    await trainer.save(outDir, { version: 'ref0', metrics: { stage: 'sft', ...s, finalLoss: history[history.length - 1]?.loss ?? null } });
+  } finally {
+    progress.finish();
+    await trainer.close();
+  }
+  return history;
+}
+
+async function trainOfflineDpo(
+  refDir: string,
+  outDir: string,
+  pairs: Array<Omit<PreferencePair, 'refChosenLogp' | 'refRejectedLogp'>>,
+  settings: BootstrapSettings,
+  log: Logger,
+): Promise<StepSummary[]> {
+  const s = settings.dpo;
+  const trainer = await Trainer.open({ modelDir: refDir }, { loss: 'dpo', beta: s.beta, lr: s.lr, warmupSteps: s.warmupSteps, threads: settings.threads });
+  const history: StepSummary[] = [];
+  const progress = new Progress('dpo π_θ(0)', s.steps);
+  try {
+    // The policy starts at π_ref(0), so its log-probs before the first step are the reference's.
+    const withRef: PreferencePair[] = [];
+    for (let i = 0; i < pairs.length; i += 256) {
+      const chunk = pairs.slice(i, i + 256).map((p) => ({ ...p, refChosenLogp: 0, refRejectedLogp: 0 }));
+      const logps = await trainer.policyLogps(preferenceRows(chunk));
+      chunk.forEach((p, j) => {
+        p.refChosenLogp = logps[j];
+        p.refRejectedLogp = logps[chunk.length + j];
+      });
+      withRef.push(...chunk);
+    }
+    const next = batchOrder(withRef.length, s.batch, deriveSeed(settings.seed, 'dpo-order'));
+    for (let step = 0; step < s.steps; step++) {
+      const m = await trainer.step({ kind: 'preference', pairs: next().map((i) => withRef[i]) });
+      history.push(summary(m));
+      progress.tick(1, `loss ${m.loss.toFixed(3)} acc ${m.rewardAccuracy.toFixed(2)}`);
+      if ((step + 1) % Math.max(1, Math.floor(s.steps / 5)) === 0) {
+        log.info('dpo', { step: m.step, of: s.steps, loss: Number(m.loss.toFixed(4)), rewardAccuracy: Number(m.rewardAccuracy.toFixed(3)) });
+      }
+    }
+    await trainer.save(outDir, { version: 'v0', parentVersion: 'ref0', referenceVersion: 'ref0', metrics: { stage: 'offline-dpo', ...s, finalLoss: history[history.length - 1]?.loss ?? null } });
+  } finally {
+    progress.finish();
+    await trainer.close();
+  }
+  return history;
+}
+
+function validateSettings(s: BootstrapSettings): void {
+  const bad = (path: string, why: string) => {
+    throw new Error(`bootstrap settings: ${path} ${why}`);
+  };
+  if (!Number.isInteger(s.seed) || s.seed < 0) bad('seed', `must be a non-negative integer, got ${s.seed}`);
+  if (!Number.isInteger(s.threads) || s.threads < 1) bad('threads', `must be a positive integer, got ${s.threads}`);
+  if (s.arena.families.length === 0) bad('arena.families', 'is empty');
+  for (const k of ['sftTasks', 'sftPerTask', 'preferenceTasks', 'evalTasks'] as const) {
+    if (!Number.isInteger(s.arena[k]) || s.arena[k] < 1) bad(`arena.${k}`, `must be a positive integer, got ${s.arena[k]}`);
+  }
+  for (const stage of ['sft', 'dpo'] as const) {
+    const t = s[stage];
+    if (!Number.isInteger(t.steps) || t.steps < 1) bad(`${stage}.steps`, `must be a positive integer, got ${t.steps}`);
+    if (!Number.isInteger(t.batch) || t.batch < 1) bad(`${stage}.batch`, `must be a positive integer, got ${t.batch}`);
+    if (!(t.lr > 0)) bad(`${stage}.lr`, `must be > 0, got ${t.lr}`);
+  }
+  if (!(s.dpo.beta > 0)) bad('dpo.beta', `must be > 0, got ${s.dpo.beta}`);
+}

@@ -1,0 +1,480 @@
+/**
+ * The main job behind `npm start` (`dice start`): on the embedded bus,
+ *   bootstrap (cached) → DICE for R rounds → the offline-DPO baseline (R iterations) [→ DICE with α = 0]
+ *   → evaluation of every checkpoint on the held-out eval set against the reference answers
+ *   → a table shaped like paper Table 1, and the data of the report (figures, agreement, checks).
+ * Variants are plain run-config overrides, so `dice experiment` reuses runVariant for its ablations.
+ */
+import { mkdirSync, rmSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { Bus } from '../../topics/bus.ts';
+import { metricsTopic } from '../../topics/metrics.ts';
+import { openBus } from '../../topics/open-bus.ts';
+import { topicName } from '../../topics/registry.ts';
+import { scoredTopic, type ScoredGroup } from '../../topics/scored.ts';
+import { loadRunConfig, type RunConfig } from '../config/schema.ts';
+import { histogram, summarize, type SummaryStats } from '../dice/pairs.ts';
+import { Sampler } from '../engine/sampler.ts';
+import { MetricsEmitter } from '../service/metrics.ts';
+import { runDice, type RoundSummary } from '../service/run.ts';
+import { readWholeTopic } from '../service/stage-runner.ts';
+import type { Logger } from '../util/log.ts';
+import { Progress } from '../util/log.ts';
+import { deriveSeed, Rng } from '../util/random.ts';
+import { bootstrap, DEFAULT_BOOTSTRAP, type BootstrapResult, type BootstrapSettings } from './bootstrap.ts';
+import { evaluateResponses, rewardJudgeAgreement, type AgreementItem, type AgreementResult, type EvalItem } from './eval.ts';
+import { downsample } from './figures.ts';
+import { judgeProbability } from './judge.ts';
+import { referenceResponse } from './reference.ts';
+import type { ArenaTask } from './tasks.ts';
+
+export interface EvalSettings {
+  /** Responses per eval prompt (each judged against the prompt's reference). */
+  samplesPerPrompt: number;
+  temperature: number;
+  topP: number;
+  maxNewTokens: number;
+}
+
+export interface MainJobSettings {
+  bootstrap: BootstrapSettings;
+  /** Run-config keys (dotted) shared by every variant: the DICE recipe of the arena. */
+  run: Record<string, unknown>;
+  eval: EvalSettings;
+  /** Also run DICE with α = 0 (the length-exploitation check of paper Table 4). */
+  alphaZero: boolean;
+}
+
+/** `npm start`: sized to finish in ≤ 15 minutes on 2 cores, first run (bootstrap) included. */
+export const DEFAULT_MAIN_JOB: MainJobSettings = {
+  bootstrap: DEFAULT_BOOTSTRAP,
+  run: {
+    rounds: 2,
+    'sampling.k': 16,
+    'sampling.temperature': 0.7,
+    'sampling.topP': 0.9,
+    'sampling.maxNewTokens': 32,
+    'sampling.chatTemplate': false,
+    'reward.beta': 0.1,
+    'replay.gamma': 0.5,
+    'train.steps': 40,
+    'train.batch': 32,
+    'train.lr': 1e-4,
+    'train.warmupSteps': 5,
+  },
+  eval: { samplesPerPrompt: 4, temperature: 0.7, topP: 0.9, maxNewTokens: 32 },
+  alphaZero: true,
+};
+
+/** Tiny settings for the test suite: the same pipeline in well under a minute. */
+export const TINY_MAIN_JOB: MainJobSettings = {
+  bootstrap: {
+    seed: 3,
+    threads: 1,
+    arena: { families: ['upper', 'count'], sftTasks: 24, sftPerTask: 1, preferenceTasks: 16, evalTasks: 8 },
+    judge: { ...DEFAULT_BOOTSTRAP.judge },
+    model: { hiddenSize: 32, intermediateSize: 64, numLayers: 1, numHeads: 2, numKvHeads: 1 },
+    sft: { steps: 6, batch: 8, lr: 3e-3, warmupSteps: 1 },
+    dpo: { steps: 3, batch: 8, lr: 1e-3, warmupSteps: 1, beta: 0.1 },
+  },
+  run: {
+    rounds: 2,
+    'sampling.k': 4,
+    'sampling.maxNewTokens': 20,
+    'sampling.chatTemplate': false,
+    'filters.dropTruncated': false,
+    'replay.gamma': 0.5,
+    'train.steps': 2,
+    'train.batch': 4,
+    'train.lr': 1e-3,
+    'train.warmupSteps': 1,
+  },
+  eval: { samplesPerPrompt: 2, temperature: 0.7, topP: 0.9, maxNewTokens: 20 },
+  alphaZero: true,
+};
+
+export const MAIN_JOB_PRESETS: Record<string, MainJobSettings> = { default: DEFAULT_MAIN_JOB, tiny: TINY_MAIN_JOB };
+
+export interface Variant {
+  /** Topic namespace and folder name. */
+  name: string;
+  /** Table label, e.g. "DICE" → "DICE it1". */
+  label: string;
+  overrides: Record<string, unknown>;
+}
+
+export const DICE_VARIANT: Variant = { name: 'dice', label: 'DICE', overrides: {} };
+export const OFFLINE_DPO_VARIANT: Variant = { name: 'offline-dpo', label: 'Offline DPO', overrides: { method: 'offline-dpo' } };
+export const ALPHA_ZERO_VARIANT: Variant = { name: 'dice-alpha0', label: 'DICE α=0', overrides: { 'alpha.mode': 'fixed', 'alpha.value': 0 } };
+
+export interface AlphaWindowReport {
+  round: number;
+  windowId: number;
+  alpha: number;
+  groups: number;
+  before: SummaryStats;
+  after: SummaryStats;
+  /** Shared-edge histograms of |y_w| − |y_l| at α = 0 and at the chosen α (paper Fig. 2). */
+  histogram: { edges: number[]; before: number[]; after: number[] };
+  /** |mean(|y_w| − |y_l|)| as a step function of α, downsampled (paper Fig. 4); null for a fixed α. */
+  landscape: Array<[number, number]> | null;
+}
+
+export interface TrainPoint {
+  round: number;
+  step: number;
+  loss: number;
+  rewardAccuracy: number;
+  margin: number;
+}
+
+export interface VariantRun {
+  variant: Variant;
+  config: RunConfig;
+  /** Checkpoint folder of iteration t (t = 1..R). */
+  checkpoints: string[];
+  alpha: AlphaWindowReport[];
+  train: TrainPoint[];
+  rounds: Array<{ round: number; generatedPairs: number; offlinePairs: number; seconds: Record<string, number> }>;
+  seconds: number;
+}
+
+export interface TableRow {
+  model: string;
+  variant: string;
+  iteration: number;
+  lcWinRate: number;
+  winRate: number;
+  avgLength: number;
+  meanQuality: number;
+  n: number;
+}
+
+export interface Check {
+  name: string;
+  pass: boolean;
+  detail: string;
+}
+
+export interface MainJobResult {
+  settings: MainJobSettings;
+  bootstrap: Pick<BootstrapResult, 'dir' | 'settingsHash' | 'cached' | 'seconds' | 'history'>;
+  table: TableRow[];
+  runs: VariantRun[];
+  agreement: { pairs: number; vanilla: AgreementResult; shaped: AgreementResult; alpha: number } | null;
+  checks: Check[];
+  seconds: { bootstrap: number; runs: Record<string, number>; eval: number; total: number };
+  /** CPU seconds of the whole process (worker threads included): the quiet-machine estimate. */
+  cpuSeconds: number;
+  evalReferenceLength: number;
+}
+
+export interface MainJobOptions {
+  settings: MainJobSettings;
+  /** .dice/testbed: bootstrap caches. */
+  cacheRoot: string;
+  /** Run folder (bus + checkpoints); emptied at the start so every run is a fresh, seeded one. */
+  workDir: string;
+  log: Logger;
+  /** Overrides the seed of everything (bootstrap and runs). */
+  seed?: number;
+  threads?: number;
+}
+
+/** The run config of a variant: arena recipe + variant overrides, validated by the schema. */
+export function variantConfig(settings: MainJobSettings, variant: Variant): RunConfig {
+  return loadRunConfig(undefined, { seed: settings.bootstrap.seed, threads: settings.bootstrap.threads, ...settings.run, ...variant.overrides });
+}
+
+export function withSeedAndThreads(settings: MainJobSettings, seed?: number, threads?: number): MainJobSettings {
+  const s = structuredClone(settings);
+  if (seed !== undefined) s.bootstrap.seed = seed;
+  if (threads !== undefined) s.bootstrap.threads = threads;
+  return s;
+}
+
+export async function runMainJob(options: MainJobOptions): Promise<MainJobResult> {
+  const cpu0 = process.cpuUsage();
+  const started = performance.now();
+  const settings = withSeedAndThreads(options.settings, options.seed, options.threads);
+  const log = options.log;
+  const phases = settings.alphaZero ? 5 : 4;
+  let phase = 0;
+  const announce = (what: string) => log.info(`[${++phase}/${phases}] ${what}`);
+
+  announce('bootstrap: arena data, SFT π_ref(0) from scratch, DPO π_θ(0) on D_offline');
+  const t0 = performance.now();
+  const boot = await bootstrap(settings.bootstrap, { cacheRoot: options.cacheRoot, log });
+  const bootstrapSeconds = (performance.now() - t0) / 1000;
+
+  const workDir = resolve(options.workDir);
+  rmSync(workDir, { recursive: true, force: true });
+  mkdirSync(workDir, { recursive: true });
+  const bus = await openBus(`embedded:${join(workDir, 'bus.db')}`);
+  const runs: VariantRun[] = [];
+  let agreement: MainJobResult['agreement'] = null;
+  try {
+    const variants = [DICE_VARIANT, OFFLINE_DPO_VARIANT, ...(settings.alphaZero ? [ALPHA_ZERO_VARIANT] : [])];
+    for (const v of variants) {
+      announce(`${v.label}: ${variantConfig(settings, v).rounds} ${v.name === 'offline-dpo' ? 'iterations' : 'rounds'}`);
+      runs.push(await runVariant({ bus, boot, settings, variant: v, workDir, log }));
+    }
+    agreement = await implicitRewardAgreement(bus, DICE_VARIANT.name, boot, settings, runs[0]);
+  } finally {
+    await bus.close();
+  }
+
+  announce('evaluation on the held-out set (judge vs reference answers)');
+  const t1 = performance.now();
+  const models: Array<{ model: string; variant: string; iteration: number; dir: string }> = [
+    { model: 'Base (π_θ(0))', variant: 'base', iteration: 0, dir: boot.policyDir },
+  ];
+  for (const r of runs) r.checkpoints.forEach((dir, i) => models.push({ model: `${r.variant.label} it${i + 1}`, variant: r.variant.name, iteration: i + 1, dir }));
+  const { rows, referenceLength } = await evaluateModels(models, boot.tasks.eval, settings, log);
+  const evalSeconds = (performance.now() - t1) / 1000;
+  const ordered = orderTable(rows);
+
+  const cpu = process.cpuUsage(cpu0);
+  const result: MainJobResult = {
+    settings,
+    bootstrap: { dir: boot.dir, settingsHash: boot.settingsHash, cached: boot.cached, seconds: boot.seconds, history: boot.history },
+    table: ordered,
+    runs,
+    agreement,
+    checks: [],
+    seconds: { bootstrap: bootstrapSeconds, runs: Object.fromEntries(runs.map((r) => [r.variant.name, r.seconds])), eval: evalSeconds, total: (performance.now() - started) / 1000 },
+    cpuSeconds: (cpu.user + cpu.system) / 1e6,
+    evalReferenceLength: referenceLength,
+  };
+  result.checks = phenomenaChecks(result);
+  return result;
+}
+
+/** Paper Table 1 order: Base, Offline DPO it1..R, DICE it1..R, then any other variant. */
+function orderTable(rows: TableRow[]): TableRow[] {
+  const rank = (v: string) => (v === 'base' ? 0 : v === OFFLINE_DPO_VARIANT.name ? 1 : v === DICE_VARIANT.name ? 2 : 3);
+  return [...rows].sort((a, b) => rank(a.variant) - rank(b.variant) || (a.variant < b.variant ? -1 : a.variant > b.variant ? 1 : 0) || a.iteration - b.iteration);
+}
+
+export interface RunVariantInputs {
+  bus: Bus;
+  boot: BootstrapResult;
+  settings: MainJobSettings;
+  variant: Variant;
+  workDir: string;
+  log: Logger;
+}
+
+/** One `dice run` of a variant on the shared bus (its own namespace), with what the report needs. */
+export async function runVariant(inputs: RunVariantInputs): Promise<VariantRun> {
+  const { bus, boot, settings, variant } = inputs;
+  const config = variantConfig(settings, variant);
+  const t0 = performance.now();
+  const metrics = new MetricsEmitter(bus, variant.name);
+  const outDir = join(inputs.workDir, variant.name);
+  const result = await runDice({
+    bus,
+    namespace: variant.name,
+    config,
+    policyDir: boot.policyDir,
+    refDir: boot.refDir,
+    promptsFile: boot.promptsFile,
+    offlineFile: config.replay.gamma > 0 ? boot.offlineFile : undefined,
+    outDir,
+    log: inputs.log.child({ run: variant.name }),
+    metrics,
+  });
+  const events = await readWholeTopic(bus, topicName(variant.name, 'metrics'), metricsTopic);
+  const train: TrainPoint[] = events
+    .filter((e) => e.stage === 'train' && e.type === 'step')
+    .map((e) => ({ round: Number(e.round), step: Number(e.step), loss: Number(e.loss), rewardAccuracy: Number(e.rewardAccuracy), margin: Number(e.margin) }))
+    .sort((a, b) => a.round - b.round || a.step - b.step);
+  return {
+    variant,
+    config,
+    checkpoints: result.checkpoints.filter((c) => c.version >= 1).map((c) => c.location),
+    alpha: result.rounds.flatMap((r) => alphaReports(r)),
+    train,
+    rounds: result.rounds.map((r) => ({ round: r.round, generatedPairs: r.generatedPairs, offlinePairs: r.offlinePairs, seconds: r.seconds })),
+    seconds: (performance.now() - t0) / 1000,
+  };
+}
+
+function alphaReports(round: RoundSummary): AlphaWindowReport[] {
+  return round.windows.flatMap((w) => {
+    if (!w.lengths) return [];
+    const before = w.lengths.before.diffs;
+    const after = w.lengths.after.diffs;
+    let lo = Infinity;
+    let hi = -Infinity;
+    for (const v of [...before, ...after]) {
+      lo = Math.min(lo, v);
+      hi = Math.max(hi, v);
+    }
+    const edges = histogram(before, { bins: 24, min: lo, max: hi }).edges;
+    const landscape = w.solution
+      ? downsample(
+          Array.from(w.solution.landscape.alphas, (a, j): [number, number] => [a, Math.abs(w.solution!.landscape.meanDiffs[j])]),
+          400,
+          w.solution.alpha,
+        )
+      : null;
+    return [
+      {
+        round: round.round,
+        windowId: w.windowId,
+        alpha: w.alpha,
+        groups: before.length,
+        before: w.lengths.before.stats,
+        after: w.lengths.after.stats,
+        histogram: {
+          edges: Array.from(edges),
+          before: Array.from(histogram(before, { bins: 24, min: lo, max: hi }).counts),
+          after: Array.from(histogram(after, { bins: 24, min: lo, max: hi }).counts),
+        },
+        landscape,
+      },
+    ];
+  });
+}
+
+/**
+ * Paper Table 5 in the arena: pairs of round-1 samples (two distinct responses of one prompt), the
+ * judge's stochastic label vs the implicit reward's preference (vanilla and length-shaped at α*).
+ */
+async function implicitRewardAgreement(
+  bus: Bus,
+  namespace: string,
+  boot: BootstrapResult,
+  settings: MainJobSettings,
+  dice: VariantRun,
+): Promise<MainJobResult['agreement']> {
+  const tasks = new Map(boot.tasks.preference.map((t) => [t.id, t]));
+  const groups: ScoredGroup[] = (await readWholeTopic(bus, topicName(namespace, 'scored'), scoredTopic))
+    .filter((g) => g.round === 1)
+    .sort((a, b) => (a.promptId < b.promptId ? -1 : a.promptId > b.promptId ? 1 : 0));
+  const alpha = dice.alpha.find((w) => w.round === 1)?.alpha ?? 0;
+  const vanilla: AgreementItem[] = [];
+  const shaped: AgreementItem[] = [];
+  for (const g of groups) {
+    const task = tasks.get(g.promptId);
+    if (!task || g.responses.length < 2) continue;
+    const rng = new Rng(deriveSeed(settings.bootstrap.seed, 'agreement', g.promptId));
+    const i = rng.int(g.responses.length);
+    let j = rng.int(g.responses.length - 1);
+    if (j >= i) j++;
+    const a = g.responses[i];
+    const b = g.responses[j];
+    if (a.text === b.text) continue;
+    const pA = judgeProbability(task, a.text, b.text, settings.bootstrap.judge);
+    const aWins = rng.next() < pA;
+    vanilla.push({ rewardA: a.reward, rewardB: b.reward, judgeProbA: pA, aWins });
+    shaped.push({ rewardA: a.reward - alpha * a.charLength, rewardB: b.reward - alpha * b.charLength, judgeProbA: pA, aWins });
+  }
+  if (vanilla.length === 0) return null;
+  return { pairs: vanilla.length, vanilla: rewardJudgeAgreement(vanilla), shaped: rewardJudgeAgreement(shaped), alpha };
+}
+
+/** Samples every model on the eval prompts (same seeds for all) and judges them against the references. */
+export async function evaluateModels(
+  models: Array<{ model: string; variant: string; iteration: number; dir: string }>,
+  evalTasks: ArenaTask[],
+  settings: MainJobSettings,
+  log: Logger,
+): Promise<{ rows: TableRow[]; referenceLength: number }> {
+  const seed = settings.bootstrap.seed;
+  const references = evalTasks.map((t) => referenceResponse(t, deriveSeed(seed, 'reference')));
+  const rows: TableRow[] = [];
+  const progress = new Progress('evaluate', models.length);
+  let referenceLength = 0;
+  try {
+    for (const m of models) {
+      const sampler = await Sampler.open({ modelDir: m.dir, threads: settings.bootstrap.threads });
+      const items: EvalItem[] = [];
+      try {
+        for (let start = 0; start < evalTasks.length; start += 32) {
+          const chunk = evalTasks.slice(start, start + 32);
+          const results = await sampler.generate(
+            chunk.map((t, i) => ({ promptId: t.id, prompt: t.prompt, k: settings.eval.samplesPerPrompt, seed: deriveSeed(seed, 'eval', start + i) })),
+            { temperature: settings.eval.temperature, topP: settings.eval.topP, maxNewTokens: settings.eval.maxNewTokens },
+          );
+          results.forEach((r, i) => {
+            if (r.error) throw new Error(`evaluation of ${m.model}: prompt ${r.promptId}: ${r.error}`);
+            for (const s of r.samples) items.push({ task: chunk[i], response: s.text ?? '', reference: references[start + i] });
+          });
+        }
+      } finally {
+        await sampler.close();
+      }
+      const e = evaluateResponses(items, { judge: settings.bootstrap.judge });
+      referenceLength = e.avgReferenceLength;
+      rows.push({ model: m.model, variant: m.variant, iteration: m.iteration, lcWinRate: e.lcWinRate, winRate: e.winRate, avgLength: e.avgLength, meanQuality: e.meanQuality, n: e.n });
+      progress.tick(1, m.model);
+      log.info('evaluated', { model: m.model, lc: round2(e.lcWinRate), wr: round2(e.winRate), avgLength: round2(e.avgLength), quality: round2(e.meanQuality) });
+    }
+  } finally {
+    progress.finish();
+  }
+  return { rows, referenceLength };
+}
+
+function round2(v: number): number {
+  return Math.round(v * 100) / 100;
+}
+
+/** The issue's checks of the paper's phenomena, evaluated on this run's numbers. */
+export function phenomenaChecks(r: Pick<MainJobResult, 'table' | 'runs'>): Check[] {
+  const checks: Check[] = [];
+  const row = (variant: string, it: number) => r.table.find((x) => x.variant === variant && x.iteration === it);
+  const dice = r.runs.find((x) => x.variant.name === DICE_VARIANT.name);
+  const first = dice?.alpha.find((w) => w.round === 1);
+  if (first) {
+    const b = first.before;
+    const se = b.std / Math.sqrt(Math.max(1, b.count));
+    checks.push({
+      name: 'vanilla implicit rewards prefer longer responses (mean |y_w| − |y_l| > 0 by > 2 s.e.)',
+      pass: b.mean > 2 * se,
+      detail: `round 1: mean ${b.mean.toFixed(2)} chars, s.e. ${se.toFixed(2)}, ${b.count} pairs`,
+    });
+    const ratio = Math.abs(first.after.mean) / Math.max(1e-12, Math.abs(b.mean));
+    checks.push({
+      name: 'α* brings the mean length difference within ±5% of its α = 0 magnitude',
+      pass: ratio <= 0.05,
+      detail: `round 1: α* = ${first.alpha.toPrecision(4)}, mean ${b.mean.toFixed(2)} → ${first.after.mean.toFixed(2)} (${(100 * ratio).toFixed(1)}%)`,
+    });
+  }
+  const base = row('base', 0);
+  const dice2 = row(DICE_VARIANT.name, 2);
+  const off2 = row(OFFLINE_DPO_VARIANT.name, 2);
+  if (base && dice2) {
+    checks.push({
+      name: 'DICE it2 LC win rate ≥ base + 8 points',
+      pass: dice2.lcWinRate >= base.lcWinRate + 8,
+      detail: `base ${base.lcWinRate.toFixed(1)}, DICE it2 ${dice2.lcWinRate.toFixed(1)} (${signed(dice2.lcWinRate - base.lcWinRate)})`,
+    });
+  }
+  if (off2 && dice2) {
+    checks.push({
+      name: 'DICE it2 LC win rate above offline DPO it2',
+      pass: dice2.lcWinRate > off2.lcWinRate,
+      detail: `offline DPO it2 ${off2.lcWinRate.toFixed(1)}, DICE it2 ${dice2.lcWinRate.toFixed(1)}`,
+    });
+  }
+  const zero = r.table.filter((x) => x.variant === ALPHA_ZERO_VARIANT.name);
+  if (zero.length > 0) {
+    const last = zero[zero.length - 1];
+    const star = row(DICE_VARIANT.name, last.iteration);
+    if (star) {
+      checks.push({
+        name: 'α = 0 gives longer responses than α*',
+        pass: last.avgLength > star.avgLength,
+        detail: `it${last.iteration}: α = 0 ${last.avgLength.toFixed(1)} chars, α* ${star.avgLength.toFixed(1)} chars`,
+      });
+    }
+  }
+  return checks;
+}
+
+function signed(v: number): string {
+  return `${v >= 0 ? '+' : ''}${v.toFixed(1)}`;
+}

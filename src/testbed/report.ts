@@ -1,0 +1,188 @@
+/**
+ * The main job's report: a text table shaped like paper Table 1, and a folder with report.md,
+ * report.json (the same numbers, for scripts) and SVG figures:
+ *   length-diff-r<R>.svg   |y_w| − |y_l| before/after α* (paper Fig. 2)
+ *   alpha-landscape-r<R>.svg   |mean length difference| as a function of α (paper Fig. 4)
+ *   train-<variant>.svg   DPO loss and reward accuracy per step, rounds in sequence
+ *   bootstrap.svg   SFT and DPO losses of the bootstrap
+ * Rendering is a pure function of the result, so equal results give byte-equal tables and figures.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { histogramSvg, lineChartSvg, type Series } from './figures.ts';
+import type { Check, MainJobResult, TableRow, VariantRun } from './main-job.ts';
+
+/** Fixed-width table: Model | LC (%) | WR (%) | Length | Q. */
+export function formatTable(rows: readonly TableRow[], referenceLength?: number): string {
+  const header = ['Model', 'LC (%)', 'WR (%)', 'Length', 'Q'];
+  const body = rows.map((r) => [r.model, r.lcWinRate.toFixed(1), r.winRate.toFixed(1), r.avgLength.toFixed(1), r.meanQuality.toFixed(3)]);
+  const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
+  const rule = widths.map((w) => '-'.repeat(w)).join('  ');
+  const out = [line(header), rule, ...body.map(line)];
+  if (referenceLength !== undefined) out.push(rule, `reference answers: ${referenceLength.toFixed(1)} chars on average`);
+  return out.join('\n');
+}
+
+export function formatChecks(checks: readonly Check[]): string {
+  return checks.map((c) => `${c.pass ? 'PASS' : 'FAIL'}  ${c.name}\n      ${c.detail}`).join('\n');
+}
+
+function markdownTable(rows: readonly TableRow[]): string {
+  const lines = ['| Model | LC (%) | WR (%) | Length | Q | n |', '|---|---:|---:|---:|---:|---:|'];
+  for (const r of rows) lines.push(`| ${r.model} | ${r.lcWinRate.toFixed(1)} | ${r.winRate.toFixed(1)} | ${r.avgLength.toFixed(1)} | ${r.meanQuality.toFixed(3)} | ${r.n} |`);
+  return lines.join('\n');
+}
+
+/** The figures of a result, by file name. */
+export function reportFigures(result: MainJobResult): Map<string, string> {
+  const figures = new Map<string, string>();
+  const dice = result.runs.find((r) => r.variant.name === 'dice');
+  for (const w of dice?.alpha ?? []) {
+    const suffix = `r${w.round}${(dice?.alpha.filter((x) => x.round === w.round).length ?? 0) > 1 ? `-w${w.windowId}` : ''}`;
+    figures.set(
+      `length-diff-${suffix}.svg`,
+      histogramSvg(
+        [
+          { name: `α = 0 (mean ${w.before.mean.toFixed(1)})`, edges: w.histogram.edges, counts: w.histogram.before, color: '#2a9d8f' },
+          { name: `α* = ${w.alpha.toPrecision(3)} (mean ${w.after.mean.toFixed(1)})`, edges: w.histogram.edges, counts: w.histogram.after, color: '#e76f51' },
+        ],
+        { title: `DICE round ${w.round}: |y_w| − |y_l| of the generated pairs (paper Fig. 2)`, xLabel: 'length difference (chars)', yLabel: 'pairs' },
+      ),
+    );
+    if (w.landscape) {
+      figures.set(
+        `alpha-landscape-${suffix}.svg`,
+        lineChartSvg([{ name: '|mean(|y_w| − |y_l|)|', points: w.landscape, step: true }], {
+          title: `DICE round ${w.round}: objective of Eq. 6 over α (paper Fig. 4)`,
+          xLabel: 'α',
+          yLabel: '|mean length difference| (chars)',
+          vLines: [{ x: w.alpha, label: 'α*' }],
+          hLines: [{ y: 0 }],
+        }),
+      );
+    }
+  }
+  for (const run of result.runs) {
+    if (run.train.length === 0) continue;
+    figures.set(`train-${run.variant.name}.svg`, trainFigure(run));
+  }
+  const boot = result.bootstrap.history;
+  if (boot.sft.length + boot.dpo.length > 0) {
+    figures.set(
+      'bootstrap.svg',
+      lineChartSvg(
+        [
+          { name: 'SFT loss (per token)', points: boot.sft.map((s) => [s.step, s.loss]) },
+          { name: 'DPO loss (D_offline)', points: boot.dpo.map((s) => [boot.sft.length + s.step, s.loss]) },
+        ],
+        { title: 'Bootstrap: SFT from scratch → π_ref(0), then DPO → π_θ(0)', xLabel: 'step', yLabel: 'loss' },
+      ),
+    );
+  }
+  return figures;
+}
+
+function trainFigure(run: VariantRun): string {
+  // Rounds in sequence on one axis: step s of round t at (t − 1)·S + s.
+  const perRound = Math.max(...run.train.map((p) => p.step));
+  const x = (p: { round: number; step: number }) => (p.round - 1) * perRound + p.step;
+  const series: Series[] = [
+    { name: 'DPO loss', points: run.train.map((p) => [x(p), p.loss]) },
+    { name: 'reward accuracy', points: run.train.map((p) => [x(p), p.rewardAccuracy]) },
+  ];
+  const rounds = [...new Set(run.train.map((p) => p.round))].slice(1);
+  return lineChartSvg(series, {
+    title: `${run.variant.label}: per-step training metrics (rounds in sequence)`,
+    xLabel: 'step',
+    yLabel: 'loss / accuracy',
+    vLines: rounds.map((r) => ({ x: (r - 1) * perRound + 0.5, label: `round ${r}` })),
+  });
+}
+
+/** report.md: the table, the checks, α* per round, agreement, timings and the figures. */
+export function reportMarkdown(result: MainJobResult, figures: readonly string[]): string {
+  const s = result.settings;
+  const lines: string[] = [
+    '# DICE in the arena: self-alignment with DPO implicit rewards, in miniature',
+    '',
+    `Seed ${s.bootstrap.seed}, ${s.bootstrap.threads} onnxruntime thread(s). Bootstrap ${result.bootstrap.settingsHash}` +
+      ` (${result.bootstrap.cached ? 'cached' : `built in ${result.bootstrap.seconds.total.toFixed(0)} s`}).`,
+    '',
+    '## Table 1 (arena): length-controlled win rate vs the reference answers',
+    '',
+    markdownTable(result.table),
+    '',
+    `LC: AlpacaEval-2-style length-controlled win rate (GLM with a length term, at zero length difference); WR: raw win rate` +
+      ` (judge probabilities averaged); Length: mean response length in characters (references: ${result.evalReferenceLength.toFixed(1)});` +
+      ` Q: mean ground-truth quality. ${s.eval.samplesPerPrompt} samples per eval prompt at T=${s.eval.temperature}, top-p ${s.eval.topP}.`,
+    '',
+    '## Checks of the paper\'s phenomena',
+    '',
+    ...result.checks.map((c) => `- **${c.pass ? 'PASS' : 'FAIL'}** ${c.name}: ${c.detail}`),
+    '',
+    '## Length-regularized reward shaping (α*)',
+    '',
+    '| run | round | α | pairs | mean |y_w| − |y_l| at α=0 | at α | std at α=0 | std at α |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|',
+  ];
+  for (const run of result.runs) {
+    for (const w of run.alpha) {
+      lines.push(`| ${run.variant.label} | ${w.round} | ${w.alpha.toPrecision(4)} | ${w.groups} | ${w.before.mean.toFixed(2)} | ${w.after.mean.toFixed(2)} | ${w.before.std.toFixed(2)} | ${w.after.std.toFixed(2)} |`);
+    }
+  }
+  if (result.agreement) {
+    const a = result.agreement;
+    lines.push(
+      '',
+      '## Implicit reward vs judge (paper Table 5)',
+      '',
+      `${a.pairs} pairs of round-1 samples (two distinct responses of one prompt), labelled once by the length-biased judge.`,
+      '',
+      '| reward | alignment rate | expected under judge noise | ties |',
+      '|---|---:|---:|---:|',
+      `| DPO implicit reward (α = 0) | ${a.vanilla.agreement.toFixed(3)} | ${a.vanilla.expectedAgreement.toFixed(3)} | ${a.vanilla.ties} |`,
+      `| length-regularized (α* = ${a.alpha.toPrecision(3)}) | ${a.shaped.agreement.toFixed(3)} | ${a.shaped.expectedAgreement.toFixed(3)} | ${a.shaped.ties} |`,
+    );
+  }
+  lines.push('', '## Runs', '', '| run | round | generated pairs | offline pairs | seconds by stage |', '|---|---:|---:|---:|---|');
+  for (const run of result.runs) {
+    for (const r of run.rounds) {
+      const secs = Object.entries(r.seconds).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ');
+      lines.push(`| ${run.variant.label} | ${r.round} | ${r.generatedPairs} | ${r.offlinePairs} | ${secs} |`);
+    }
+  }
+  const sec = result.seconds;
+  lines.push(
+    '',
+    `Wall time: ${sec.total.toFixed(0)} s (bootstrap ${sec.bootstrap.toFixed(0)} s, runs ${Object.entries(sec.runs).map(([k, v]) => `${k} ${v.toFixed(0)} s`).join(', ')}, evaluation ${sec.eval.toFixed(0)} s);` +
+      ` CPU time of the process ${result.cpuSeconds.toFixed(0)} s.`,
+    '',
+    '## Figures',
+    '',
+    ...figures.map((f) => `![${f}](${f})`),
+    '',
+  );
+  return lines.join('\n');
+}
+
+/** JSON of the result (typed arrays and non-finite numbers made plain). */
+export function reportJson(result: MainJobResult): string {
+  return `${JSON.stringify(result, (_k, v) => (ArrayBuffer.isView(v) ? Array.from(v as unknown as ArrayLike<number>) : typeof v === 'number' && !Number.isFinite(v) ? null : v), 2)}\n`;
+}
+
+/** Writes report.md, report.json and the figures; returns the paths written. */
+export function writeReport(result: MainJobResult, outDir: string): { dir: string; files: string[] } {
+  const dir = resolve(outDir);
+  mkdirSync(dir, { recursive: true });
+  const figures = reportFigures(result);
+  const files: string[] = [];
+  const write = (name: string, text: string) => {
+    writeFileSync(join(dir, name), text);
+    files.push(join(dir, name));
+  };
+  write('report.json', reportJson(result));
+  for (const [name, svg] of figures) write(name, svg);
+  write('report.md', reportMarkdown(result, [...figures.keys()]));
+  return { dir, files };
+}
