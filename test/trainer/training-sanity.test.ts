@@ -62,3 +62,12 @@ test('a preference batch for the sft loss is refused with a clear error', async 
     await trainer.close();
   }
 });
+
+test('an execution provider that is not available is refused with a clear error', async () => {
+  const trainer = await Trainer.open({ model: model() }, { loss: 'sft', beta: 0, lr: 1e-3, warmupSteps: 0, provider: 'cuda' });
+  try {
+    await assert.rejects(trainer.step({ kind: 'sft', examples: [{ promptTokenIds: [1], completionTokenIds: [5, 2] }] }), /execution provider 'cuda'/);
+  } finally {
+    await trainer.close();
+  }
+});
