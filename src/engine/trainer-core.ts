@@ -166,6 +166,7 @@ export class TrainerCore {
         // onnxruntime's x·sigmoid(x) → QuickGelu fusion has no float64 kernel
         optimization: this.dtype === 'float64' ? 'basic' : 'all',
       });
+      s.catch(() => this.sessions.delete(kind));
       this.sessions.set(kind, s);
     }
     return s;
@@ -355,7 +356,8 @@ export class TrainerCore {
   }
 
   async release(): Promise<void> {
-    for (const s of this.sessions.values()) await (await s).release();
+    // a session that failed to open has nothing to release (its error went to the step that asked)
+    for (const s of this.sessions.values()) await s.then((x) => x.release(), () => undefined);
     this.sessions.clear();
   }
 }
