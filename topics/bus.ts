@@ -63,6 +63,12 @@ export interface ConsumeOptions {
    * fetching while the limit is reached (RxJS has no backpressure of its own). Default 1000.
    */
   maxInFlight?: number;
+  /**
+   * With untilEnd: called once when every record up to the end has been delivered (commits may
+   * still be pending). Stages that take a whole range and commit it together with their outputs wait
+   * for this, since the observable itself completes only after those commits.
+   */
+  onEndReached?: () => void;
 }
 
 export interface TopicConfig {

@@ -484,6 +484,7 @@ class GroupMember {
   private rebalanceSoon = true;
   inFlight = 0;
   private ends: Map<number, number> | null = null;
+  private endSignalled = false;
   private pendingCommits: Array<{ state: PartitionState; offset: number; resolve: () => void; reject: (e: unknown) => void }> = [];
   private flushScheduled = false;
 
@@ -691,12 +692,16 @@ class GroupMember {
   }
 
   private readToEnd(): boolean {
-    if (this.inFlight > 0 || this.rebalanceSoon) return false;
+    if (this.rebalanceSoon) return false;
     for (const tp of this.assigned) {
       const state = this.held.get(tp);
       if (!state || state.position < this.ends!.get(tp)!) return false;
     }
-    return true;
+    if (!this.endSignalled) {
+      this.endSignalled = true;
+      this.options.onEndReached?.();
+    }
+    return this.inFlight === 0;
   }
 
   stopFetching(): void {

@@ -86,6 +86,7 @@ export class GroupConsumer {
   private readonly states = new Map<string, KafkaPartitionState>();
   private assigned: Set<string> | null = null;
   private ends: Map<string, number> | null = null;
+  private endSignalled = false;
   private inFlight = 0;
   private backpressured = false;
   private readonly ended = new Set<string>();
@@ -378,10 +379,18 @@ export class GroupConsumer {
   }
 
   private checkEnd(): void {
-    if (!this.ends || this.stopping || !this.assigned || this.inFlight > 0) return;
+    if (!this.ends || this.stopping || !this.assigned) return;
     for (const k of this.assigned) {
       const st = this.states.get(k);
       if (!st || st.position < (this.ends.get(k) ?? 0)) return;
+    }
+    if (!this.endSignalled) {
+      this.endSignalled = true;
+      this.options.onEndReached?.();
+    }
+    if (this.inFlight > 0) return;
+    for (const k of this.assigned) {
+      const st = this.states.get(k)!;
       if (st.target() > st.lastCommitted) {
         void this.requestFlush();
         return;

@@ -51,14 +51,14 @@ export async function ingestFile<T>(
 }
 
 /** Prompt files are often bare lists of prompts: ids from the position, source from the file name. */
-export function promptDefaults(v: Record<string, unknown>, source: string, index: number): Record<string, unknown> {
+export function promptDefaults(v: Record<string, unknown>, source: string, index: number, arrivalTime = 0): Record<string, unknown> {
   return {
     ...v,
     promptId: v.promptId ?? v.prompt_id ?? v.id ?? `${source}:${index}`,
     prompt_id: undefined,
     id: undefined,
     source: v.source ?? source,
-    arrivalTime: v.arrivalTime ?? 0,
+    arrivalTime: v.arrivalTime ?? arrivalTime,
     messages: v.messages ?? null,
   };
 }

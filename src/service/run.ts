@@ -190,6 +190,9 @@ async function runRound(inputs: RoundInputs): Promise<RoundSummary> {
               k: config.sampling.k,
               params: generateParams(config),
               chat: useChat,
+              // One prompt (its K samples) per engine call: batch composition changes float rounding,
+              // so results repeat bit for bit only if it does not depend on arrival timing or restarts.
+              promptsPerCall: 1,
             }),
           outputs: (g) => [{ topic: T('samples'), records: [{ key: g.promptId, value: samplesTopic.encode(g) }] }],
           untilEnd: true,
@@ -236,6 +239,7 @@ async function runRound(inputs: RoundInputs): Promise<RoundSummary> {
                 stale++;
                 drop(g.promptId);
               },
+              groupsPerCall: 1, // see promptsPerCall above
             }),
           outputs: (g) => [{ topic: T('scored'), records: [{ key: g.promptId, value: scoredTopic.encode(g) }] }],
           untilEnd: true,

@@ -1,4 +1,4 @@
-import { concatMap, filter, lastValueFrom, map, take, takeUntil, toArray, type Observable, type OperatorFunction } from 'rxjs';
+import { concatMap, filter, lastValueFrom, map, takeUntil, tap, type Observable, type OperatorFunction } from 'rxjs';
 import type { Bus, ConsumedRecord, RecordPosition, TopicRecords } from '../../topics/bus.ts';
 import type { TopicContract } from '../../topics/contract.ts';
 import { decodeOrDeadLetter, type Decoded } from '../../topics/decode-or-dead-letter.ts';
@@ -106,28 +106,39 @@ function isRejected(v: unknown): v is Rejected {
 }
 
 /**
- * How many records a group has left to read on a topic, up to the current end. "All-at-once"
- * stages (an α window over a round, a round's training) take exactly this many and commit them
- * together with their outputs.
+ * Reads (and decodes) what the group has not yet consumed, up to the current end, for a stage that
+ * takes the whole range at once and commits it together with its outputs (commitAll). Nothing is
+ * committed here; the consumer completes once commitAll has committed every record returned.
  */
-export async function remainingRecords(bus: Bus, groupId: string, topic: string): Promise<number> {
-  const info = (await bus.listTopics()).find((t) => t.name === topic);
-  if (!info) throw new Error(`topic ${topic} does not exist on ${bus.url}`);
-  const committed = await bus.committed(groupId, topic);
-  return info.endOffsets.reduce((sum, end, p) => sum + Math.max(0, end - Math.max(0, committed[p] ?? -1)), 0);
-}
-
-/** Reads (and decodes) what the group has not yet consumed, up to the current end; nothing is committed. */
 export async function readRemaining<T>(bus: Bus, groupId: string, input: StageInput<T>): Promise<Decoded<T>[]> {
-  const n = await remainingRecords(bus, groupId, input.topic);
-  if (n === 0) return [];
-  return lastValueFrom(
-    bus.consume({ groupId, topics: [input.topic], untilEnd: true, maxInFlight: n + 1 }).pipe(
-      take(n),
-      decodeOrDeadLetter(bus, input.contract, { groupId, deadLetterTopic: input.deadLetterTopic }),
-      toArray(),
-    ),
-  );
+  const collected: Decoded<T>[] = [];
+  return new Promise((resolvePromise, reject) => {
+    // Done when the bus has delivered everything up to the end and each record was decoded or dead-lettered.
+    let delivered = 0;
+    let settled = 0;
+    let endReached = false;
+    let resolved = false;
+    const check = () => {
+      if (resolved || !endReached || settled < delivered) return;
+      resolved = true;
+      resolvePromise(collected);
+    };
+    bus
+      .consume({ groupId, topics: [input.topic], untilEnd: true, maxInFlight: 1_000_000, onEndReached: () => ((endReached = true), check()) })
+      .pipe(
+        tap(() => delivered++),
+        decodeOrDeadLetter(bus, input.contract, { groupId, deadLetterTopic: input.deadLetterTopic, onDeadLetter: () => settled++ }),
+      )
+      .subscribe({
+        next: (d) => {
+          collected.push(d);
+          settled++;
+          check();
+        },
+        error: reject,
+        complete: () => ((endReached = true), check()),
+      });
+  });
 }
 
 /** Writes outputs and commits every consumed record in one unit (then releases them from the consumer). */
@@ -139,20 +150,30 @@ export async function commitAll(bus: Bus, groupId: string, outputs: TopicRecords
 
 /** Every record of a topic from the beginning, decoded, without committing anything (bad records, already dead-lettered by the stage that met them, are skipped). */
 export async function readWholeTopic<T>(bus: Bus, topic: string, contract: TopicContract<T>): Promise<T[]> {
-  const info = (await bus.listTopics()).find((t) => t.name === topic);
-  const n = info ? info.endOffsets.reduce((a, b) => a + b, 0) : 0;
-  if (n === 0) return [];
+  if (!(await bus.listTopics()).some((t) => t.name === topic)) return [];
   const groupId = `read-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}`;
-  const records = await lastValueFrom(
-    bus.consume({ groupId, topics: [topic], from: { kind: 'beginning' }, maxInFlight: n + 1 }).pipe(take(n), toArray()),
-  );
   const values: T[] = [];
-  for (const record of records) {
-    try {
-      values.push(contract.decode(record.value));
-    } catch {
-      // skipped: see above
-    }
-  }
-  return values;
+  return new Promise((resolvePromise, reject) => {
+    let done = false;
+    const finish = () => {
+      if (done) return;
+      done = true;
+      queueMicrotask(() => subscription.unsubscribe());
+      resolvePromise(values);
+    };
+    const subscription = bus
+      .consume({ groupId, topics: [topic], from: { kind: 'beginning' }, untilEnd: true, maxInFlight: 1_000_000, onEndReached: finish })
+      .subscribe({
+        next: (record) => {
+          try {
+            values.push(contract.decode(record.value));
+          } catch {
+            // skipped: see above
+          }
+        },
+        error: reject,
+        complete: finish,
+      });
+    if (done) subscription.unsubscribe();
+  });
 }

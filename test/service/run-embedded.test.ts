@@ -13,7 +13,7 @@ test('dice run: 2 rounds give v1, v2 with the paper lineage, verified from the t
   const bus = await openBus(`embedded:${join(out, 'bus.db')}`);
   try {
     const cps = await readCheckpoints(bus, 'run');
-    assert.deepEqual(cps.map((c) => [c.version, c.parentVersion, c.referenceVersion, c.round]), [[0, null, -1, 0], [1, 0, 0, 1], [2, 1, 1, 2]]);
+    assert.deepEqual(cps.map((c) => [c.version, c.parentVersion, c.referenceVersion, c.round]), [[-1, null, null, 0], [0, null, -1, 0], [1, 0, 0, 1], [2, 1, 1, 2]]);
     const { scored, samples } = await readLineage(bus, 'run');
     // round 1 samples from v0 and scores with (v0, π_ref(0) = SFT); round 2 with (v1, v0)
     assert.equal(scored.length, 8);

@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -55,16 +55,48 @@ export function runCli(args: string[], options: { killWhen?: RegExp; env?: Recor
   });
 }
 
-export async function readCheckpoints(bus: Bus, namespace: string): Promise<Checkpoint[]> {
+export async function readCheckpoints(bus: Bus, namespace: string | undefined): Promise<Checkpoint[]> {
   return (await readWholeTopic(bus, topicName(namespace, 'checkpoints'), checkpointsTopic)).sort((a, b) => a.version - b.version);
 }
 
 /** (round, policyVersion, referenceVersion) of every scored group, and the versions of the samples. */
-export async function readLineage(bus: Bus, namespace: string) {
+export async function readLineage(bus: Bus, namespace: string | undefined) {
   const scored = await readWholeTopic(bus, topicName(namespace, 'scored'), scoredTopic);
   const samples = await readWholeTopic(bus, topicName(namespace, 'samples'), samplesTopic);
   return {
     scored: scored.map((g) => ({ round: g.round, policy: g.policyVersion, reference: g.referenceVersion, promptId: g.promptId })),
     samples: samples.map((g) => ({ round: g.round, policy: g.policyVersion, promptId: g.promptId })),
   };
+}
+
+/** A long-running CLI process (dice serve) whose log lines can be awaited. */
+export class CliProcess {
+  readonly child: ChildProcess;
+  stderr = '';
+  stdout = '';
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+
+  constructor(args: string[], env: Record<string, string> = {}) {
+    this.child = spawn(process.execPath, [DICE, ...args], { env: { ...process.env, DICE_LOG: 'json', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child.stdout!.on('data', (d) => (this.stdout += d));
+    this.child.stderr!.on('data', (d) => (this.stderr += d));
+    this.exited = new Promise((resolve) => this.child.on('close', (code, signal) => resolve({ code, signal })));
+  }
+
+  /** Resolves with the first log line matching, or rejects after `ms` (with the log so far). */
+  async waitFor(pattern: RegExp, ms = 120_000): Promise<string> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const line = this.stderr.split('\n').find((l) => pattern.test(l));
+      if (line) return line;
+      if (this.child.exitCode !== null) throw new Error(`process exited (${this.child.exitCode}) before ${pattern}:\n${this.stderr}`);
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${pattern}:\n${this.stderr}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    if (this.child.exitCode === null) this.child.kill(signal);
+    return this.exited;
+  }
 }

@@ -26,6 +26,7 @@ export function register(program: Command): void {
       const { contractFor, parseTopicName, topicName, topicContracts } = await import('../../../topics/registry.ts');
       const { readRecordEntries, toJsonLine } = await import('../../io/records-file.ts');
       const { deadLetterRecord } = await import('../../../topics/dead-letter-record.ts');
+      const { promptDefaults } = await import('../../service/ingest.ts');
       if (opts.format && !['jsonl', 'json', 'parquet'].includes(opts.format)) {
         throw new Error(`--format must be jsonl, json or parquet, got ${opts.format}`);
       }
@@ -47,7 +48,7 @@ export function register(program: Command): void {
           batch = [];
         };
         for await (const entry of readRecordEntries(opts.file, opts.format)) {
-          const value = parsed.base === 'prompts' ? withPromptDefaults(entry.value, source, entry.index) : entry.value;
+          const value = parsed.base === 'prompts' ? promptDefaults(entry.value, source, entry.index, Date.now()) : entry.value;
           try {
             const record = contract.validate(value);
             batch.push({ key: contract.keyOf(record), value: contract.encode(record) });
@@ -69,17 +70,4 @@ export function register(program: Command): void {
       console.log(`produced ${produced} record${produced === 1 ? '' : 's'} to ${opts.topic}${dead ? `; ${dead} invalid → ${deadLetter}` : ''}`);
       if (dead > 0 && opts.failOnInvalid) process.exitCode = 1;
     });
-}
-
-/** Prompt files are often bare lists of prompts: fill what a file cannot know. */
-function withPromptDefaults(v: Record<string, unknown>, source: string, index: number): Record<string, unknown> {
-  return {
-    ...v,
-    promptId: v.promptId ?? v.prompt_id ?? v.id ?? `${source}:${index}`,
-    prompt_id: undefined,
-    id: undefined,
-    source: v.source ?? source,
-    arrivalTime: v.arrivalTime ?? Date.now(),
-    messages: v.messages ?? null,
-  };
 }

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { addRunFlags, runOverrides } from '../run-options.ts';
+import { addMonitorFlags } from '../../monitor/flags.ts';
 
 export function register(program: Command): void {
   const cmd = program
@@ -13,7 +14,7 @@ export function register(program: Command): void {
     .option('--bus <url>', 'embedded:PATH or kafka://HOST:PORT (default: embedded:<out>/bus.db)')
     .option('--namespace <ns>', 'topic namespace of the run', 'run')
     .option('--json', 'print the result as JSON');
-  addRunFlags(cmd).action(async (opts: Record<string, unknown>) => {
+  addMonitorFlags(addRunFlags(cmd)).action(async (opts: Record<string, unknown>) => {
     const { join } = await import('node:path');
     const { mkdirSync } = await import('node:fs');
     const { loadRunConfig } = await import('../../config/schema.ts');
@@ -27,6 +28,9 @@ export function register(program: Command): void {
     const bus = await openBus((opts.bus as string | undefined) ?? `embedded:${join(out, 'bus.db')}`);
     const log = createLogger({ cmd: 'run' });
     const metrics = new MetricsEmitter(bus, opts.namespace as string);
+    const { startMonitorFromFlags } = await import('../../monitor/flags.ts');
+    const monitor = await startMonitorFromFlags(opts as { monitor?: string; monitorToken?: string }, bus, opts.namespace as string);
+    if (monitor) log.info('monitor', { url: monitor.url });
     const stop = async () => {
       log.warn('interrupted: committed work is kept; run the same command to continue');
       await bus.close().catch(() => undefined);
@@ -57,6 +61,7 @@ export function register(program: Command): void {
     } finally {
       process.off('SIGINT', stop);
       process.off('SIGTERM', stop);
+      await monitor?.close();
       await bus.close();
     }
   });
