@@ -103,6 +103,7 @@ export async function runDice(inputs: RunInputs): Promise<RunResult> {
 
   const dirOf = (version: number) =>
     version === REF0_VERSION ? resolve(inputs.refDir) : version === 0 ? resolve(inputs.policyDir) : join(outDir, `v${version}`);
+  await recordRunMetadata(inputs);
   const published = await publishInitialLineage(bus, T('checkpoints'), dirOf(0), dirOf(REF0_VERSION));
   const stagesDone = (await readWholeTopic(bus, T('metrics'), metricsTopic)).filter((m) => m.type === STAGE_DONE);
   const rounds: RoundSummary[] = [];
@@ -431,6 +432,26 @@ async function runRound(inputs: RoundInputs): Promise<RoundSummary> {
 }
 
 const STAGE_DONE = 'stage-done';
+
+/**
+ * What a replay needs to re-derive the run bit for bit: the validated config (seed, sampling, α, γ,
+ * training) and the runtime (onnxruntime version, intra-op threads: parallel reductions may reorder
+ * sums), as a 'run/config' metrics event — once per start, so a resumed run records each start.
+ */
+async function recordRunMetadata(inputs: RunInputs): Promise<void> {
+  const ort = await import('onnxruntime-node');
+  inputs.metrics.emit('run', 'config', null, {
+    config: JSON.stringify(inputs.config),
+    policyDir: resolve(inputs.policyDir),
+    refDir: resolve(inputs.refDir),
+    promptsFile: resolve(inputs.promptsFile),
+    offlineFile: inputs.offlineFile ? resolve(inputs.offlineFile) : null,
+    onnxruntime: ort.env.versions.common,
+    threads: inputs.config.threads,
+    node: process.version,
+  });
+  await inputs.metrics.flush();
+}
 
 /** The completion marker of a whole-round stage, produced atomically with the stage's outputs. */
 function stageDone(metricsTopicName: string, stage: string, round: number): TopicRecords {
