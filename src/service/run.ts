@@ -66,8 +66,9 @@ export interface RoundSummary {
   generatedPairs: number;
   offlinePairs: number;
   checkpoint: Checkpoint;
-  /** Seconds per stage. */
+  /** Wall seconds per stage, and the part of it spent in the engines (loading, sampling, scoring, training). */
   seconds: Record<string, number>;
+  engineSeconds: Record<string, number>;
   resumed: boolean;
 }
 
@@ -113,7 +114,7 @@ export async function runDice(inputs: RunInputs): Promise<RunResult> {
       const manifest = verifyCheckpoint(done.location);
       if (manifest.sha256 !== done.sha256) throw new Error(`${done.location}: weights hash ${manifest.sha256} differs from the published ${done.sha256}`);
       log.info('round already done', { round, version: round, sha256: done.sha256 });
-      rounds.push({ round, versions: roundVersions(round, config.method), windows: [], generatedPairs: 0, offlinePairs: 0, checkpoint: done, seconds: {}, resumed: true });
+      rounds.push({ round, versions: roundVersions(round, config.method), windows: [], generatedPairs: 0, offlinePairs: 0, checkpoint: done, seconds: {}, engineSeconds: {}, resumed: true });
       continue;
     }
     const roundPrompts = prompts.values.slice((round - 1) * perRound, round * perRound);
@@ -140,11 +141,21 @@ async function runRound(inputs: RoundInputs): Promise<RoundSummary> {
   const versions = roundVersions(round, config.method);
   const engine = engineOptions(config);
   const seconds: Record<string, number> = {};
+  // Engine time (model loading, sampling, scoring, training) vs the stage's wall time: the rest is
+  // the bus, encoding and orchestration, which should stay a small share of a round.
+  const engineSeconds: Record<string, number> = {};
+  const clocked = <R>(stage: string, work: Promise<R>): Promise<R> => {
+    const t0 = performance.now();
+    return work.finally(() => {
+      engineSeconds[stage] = (engineSeconds[stage] ?? 0) + (performance.now() - t0) / 1000;
+    });
+  };
   const timed = async <R>(stage: string, work: () => Promise<R>): Promise<R> => {
     const t0 = performance.now();
     const result = await work();
     seconds[stage] = (performance.now() - t0) / 1000;
-    metrics.emit(stage, 'stage-time', round, { seconds: seconds[stage] });
+    const engineTime = engineSeconds[stage] ?? 0;
+    metrics.emit(stage, 'stage-time', round, { seconds: seconds[stage], engineSeconds: engineTime, overheadSeconds: seconds[stage] - engineTime });
     await inputs.afterStage?.(round, stage);
     return result;
   };
@@ -170,7 +181,8 @@ async function runRound(inputs: RoundInputs): Promise<RoundSummary> {
   if (inputs.roundPrompts.length > 0) {
     const ids = new Set(inputs.roundPrompts.map((p) => p.promptId));
     await timed('sample', async () => {
-      const sampler = await Sampler.open({ modelDir: inputs.dirOf(versions.policy), ...engine });
+      const engineSampler = await clocked('sample', Sampler.open({ modelDir: inputs.dirOf(versions.policy), ...engine }));
+      const sampler = { generate: (...a: Parameters<Sampler['generate']>) => clocked('sample', engineSampler.generate(...a)), close: () => engineSampler.close() };
       const progress = new Progress(`sample r${round}`, ids.size);
       try {
         let tokens = 0;
@@ -219,7 +231,8 @@ async function runRound(inputs: RoundInputs): Promise<RoundSummary> {
     });
 
     await timed('score', async () => {
-      const reference = await Scorer.open({ modelDir: inputs.dirOf(versions.scoringReference), ...engine });
+      const engineScorer = await clocked('score', Scorer.open({ modelDir: inputs.dirOf(versions.scoringReference), ...engine }));
+      const reference = { score: (...a: Parameters<Scorer['score']>) => clocked('score', engineScorer.score(...a)), close: () => engineScorer.close() };
       const progress = new Progress(`score r${round}`, ids.size);
       let stale = 0;
       try {
@@ -308,7 +321,8 @@ async function runRound(inputs: RoundInputs): Promise<RoundSummary> {
     const consumed = await readRemaining(bus, group('replay'), { topic: T('pairs'), contract: pairsTopic, deadLetterTopic: T('dead-letter') });
     const generated = consumed.map((d) => d.value).filter((p) => p.round === round).sort((a, b) => (a.pairId < b.pairId ? -1 : a.pairId > b.pairId ? 1 : 0));
     const needsReference = config.replay.gamma > 0 || versions.trainingReference !== versions.policy;
-    const reference = needsReference ? await Scorer.open({ modelDir: inputs.dirOf(versions.trainingReference), ...engine }) : null;
+    const engineScorer = needsReference ? await clocked('replay', Scorer.open({ modelDir: inputs.dirOf(versions.trainingReference), ...engine })) : null;
+    const reference = engineScorer && { score: (...a: Parameters<Scorer['score']>) => clocked('replay', engineScorer.score(...a)), close: () => engineScorer.close() };
     try {
       const batches = await lastValueFrom(
         from(generated).pipe(
@@ -362,7 +376,12 @@ async function runRound(inputs: RoundInputs): Promise<RoundSummary> {
     const consumed = await readRemaining(bus, group('train'), { topic: T('batches'), contract: batchesTopic, deadLetterTopic: T('dead-letter') });
     const batches: TrainingBatch[] = consumed.map((d) => d.value).filter((b) => b.round === round).sort((a, b) => a.step - b.step);
     if (batches.length === 0) throw new Error(`round ${round}: no training batches on ${T('batches')}`);
-    const trainer = await Trainer.open({ modelDir: inputs.dirOf(versions.policy) }, trainerOptions(config));
+    const engineTrainer = await clocked('train', Trainer.open({ modelDir: inputs.dirOf(versions.policy) }, trainerOptions(config)));
+    const trainer = {
+      step: (...a: Parameters<Trainer['step']>) => clocked('train', engineTrainer.step(...a)),
+      save: (...a: Parameters<Trainer['save']>) => clocked('train', engineTrainer.save(...a)),
+      close: () => engineTrainer.close(),
+    };
     const ktoReference = config.train.loss === 'kto' ? await Scorer.open({ modelDir: inputs.dirOf(versions.trainingReference), ...engine }) : null;
     const progress = new Progress(`train r${round}`, batches.length);
     try {
@@ -427,6 +446,7 @@ async function runRound(inputs: RoundInputs): Promise<RoundSummary> {
     offlinePairs: offlineUsed,
     checkpoint,
     seconds,
+    engineSeconds,
     resumed: false,
   };
 }
