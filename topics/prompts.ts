@@ -29,6 +29,8 @@ export const promptsTopic = arrowContract<PromptRecord>({
   defaultPartitions: 4,
   keyOf: (p) => p.promptId,
   normalize: (v) => ({ ...v, prompt: undefined, text: v.text ?? (typeof v.prompt === 'string' ? v.prompt : undefined) }),
+  // dataset files carry other columns (chosen, rejected, scores, …)
+  dropExtraFields: true,
   check(p, fail) {
     if (p.promptId.length === 0) fail('promptId', 'must not be empty');
     if ((p.text === null) === (p.messages === null)) {

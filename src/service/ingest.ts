@@ -59,8 +59,19 @@ export function promptDefaults(v: Record<string, unknown>, source: string, index
     id: undefined,
     source: v.source ?? source,
     arrivalTime: v.arrivalTime ?? arrivalTime,
-    messages: v.messages ?? null,
+    messages: typeof (v.text ?? v.prompt) === 'string' ? null : promptTurns(v.messages),
   };
+}
+
+/**
+ * The prompt part of a conversation: up to its last user turn (ultrafeedback_binarized's `messages`
+ * end with the assistant's answer, which is not part of the prompt).
+ */
+function promptTurns(messages: unknown): unknown {
+  if (!Array.isArray(messages)) return messages ?? null;
+  let end = messages.length;
+  while (end > 0 && (messages[end - 1] as { role?: unknown })?.role === 'assistant') end--;
+  return messages.slice(0, end);
 }
 
 /** Offline pairs without an id get one from their position. */
