@@ -73,6 +73,7 @@ export const TINY_MAIN_JOB: MainJobSettings = {
     threads: 1,
     arena: { families: ['upper', 'count'], sftTasks: 24, sftPerTask: 1, preferenceTasks: 16, evalTasks: 8 },
     judge: { ...DEFAULT_BOOTSTRAP.judge },
+    policies: DEFAULT_BOOTSTRAP.policies,
     model: { hiddenSize: 32, intermediateSize: 64, numLayers: 1, numHeads: 2, numKvHeads: 1 },
     sft: { steps: 6, batch: 8, lr: 3e-3, warmupSteps: 1 },
     dpo: { steps: 3, batch: 8, lr: 1e-3, warmupSteps: 1, beta: 0.1 },

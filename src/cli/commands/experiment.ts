@@ -1,0 +1,53 @@
+import type { Command } from 'commander';
+
+/** `dice experiment`: the paper's ablations (Table 4: α × γ; Fig. 3: γ sweep) in the arena. */
+export function register(program: Command): void {
+  program
+    .command('experiment')
+    .description('ablations in the arena: α ∈ {0, α*, 2α*} × γ (paper Table 4) and a γ sweep (Fig. 3); longer than `dice start` (--quick for fewer runs)')
+    .option('--quick', 'Table 4 at γ = 0.5 only and the sweep at γ ∈ {0, 0.5, 1}')
+    .option('--out <dir>', 'report folder (experiment.md, experiment.json, gamma-sweep.svg)', '.dice/experiment')
+    .option('--cache <dir>', 'bootstrap cache root (shared with dice start)', '.dice/testbed')
+    .option('--work <dir>', 'run folder: embedded bus and checkpoints (emptied at the start)', '.dice/experiment-runs')
+    .option('--preset <name>', 'arena size: default | tiny', 'default')
+    .option('--seed <n>', 'seed of everything')
+    .option('--threads <n>', 'onnxruntime threads per engine')
+    .action(async (opts: { quick?: boolean; out: string; cache: string; work: string; preset: string; seed?: string; threads?: string }) => {
+      const { mkdirSync, writeFileSync } = await import('node:fs');
+      const { join, resolve } = await import('node:path');
+      const { MAIN_JOB_PRESETS } = await import('../../testbed/main-job.ts');
+      const { formatAblationTable, runExperiment, sweepFigure } = await import('../../testbed/experiment.ts');
+      const { createLogger } = await import('../../util/log.ts');
+      const settings = MAIN_JOB_PRESETS[opts.preset];
+      if (!settings) throw new Error(`--preset: unknown preset "${opts.preset}" (known: ${Object.keys(MAIN_JOB_PRESETS).join(', ')})`);
+      const int = (v: string | undefined, flag: string) => {
+        if (v === undefined) return undefined;
+        const n = Number(v);
+        if (!Number.isInteger(n) || n < 0) throw new Error(`${flag} must be a non-negative integer, got ${JSON.stringify(v)}`);
+        return n;
+      };
+      const result = await runExperiment({
+        settings,
+        quick: opts.quick,
+        cacheRoot: opts.cache,
+        workDir: opts.work,
+        log: createLogger({ cmd: 'experiment' }),
+        seed: int(opts.seed, '--seed'),
+        threads: int(opts.threads, '--threads'),
+      });
+      const table4 = formatAblationTable(result.table4, result.base);
+      const sweep = formatAblationTable(result.sweep, result.base);
+      const out = resolve(opts.out);
+      mkdirSync(out, { recursive: true });
+      writeFileSync(join(out, 'experiment.json'), `${JSON.stringify(result, null, 2)}\n`);
+      writeFileSync(join(out, 'gamma-sweep.svg'), sweepFigure(result));
+      writeFileSync(
+        join(out, 'experiment.md'),
+        `# Arena ablations\n\n## Table 4: α × γ\n\n\`\`\`\n${table4}\n\`\`\`\n\n## Fig. 3: γ sweep (α*)\n\n\`\`\`\n${sweep}\n\`\`\`\n\n![γ sweep](gamma-sweep.svg)\n\n` +
+          `Wall ${result.seconds.toFixed(0)} s, CPU ${result.cpuSeconds.toFixed(0)} s.\n`,
+      );
+      console.log(`\nTable 4 (arena): length-regularization weight α × experience replay γ\n\n${table4}\n`);
+      console.log(`Fig. 3 (arena): γ sweep with α*\n\n${sweep}\n`);
+      console.log(`report: ${join(out, 'experiment.md')}\nwall ${result.seconds.toFixed(0)} s, CPU ${result.cpuSeconds.toFixed(0)} s`);
+    });
+}

@@ -1,0 +1,81 @@
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadModel } from '../../src/model/load.ts';
+import { verifyCheckpoint } from '../../src/model/checkpoint.ts';
+import { createLogger } from '../../src/util/log.ts';
+import { ARENA_PHRASES, arenaModelConfig } from '../../src/testbed/bootstrap-model.ts';
+import { bootstrap, settingsHash, type BootstrapSettings } from '../../src/testbed/bootstrap.ts';
+import { TINY_MAIN_JOB } from '../../src/testbed/main-job.ts';
+
+const quiet = createLogger({}, () => undefined);
+const settings: BootstrapSettings = TINY_MAIN_JOB.bootstrap;
+
+test('arena tokenizer: phrases are one token, answer words one character per token, any UTF-8 round-trips', () => {
+  const { tokenizer, config } = arenaModelConfig(settings.model);
+  assert.ok(config.vocabSize >= tokenizer.vocabSize && config.vocabSize % 8 === 0);
+  for (const phrase of ARENA_PHRASES) assert.equal(tokenizer.encode(phrase, { addSpecialTokens: false }).length, 1, phrase);
+  const ids = tokenizer.encode('Sure! The answer is TAMOK. Hope this helps.', { addSpecialTokens: false });
+  // Sure! · Ġ · The answer is · Ġ · T A M O K · . · Ġ · Hope this helps.
+  assert.equal(ids.length, 12);
+  assert.equal(tokenizer.encode('uppercase the word tamok')[0], config.bosTokenId);
+  for (const s of ['reverse the word zutobot', 'count the letter a in banana', 'héllo wörld ✓', 'The answer is 107.']) {
+    assert.equal(tokenizer.decode(tokenizer.encode(s), { skipSpecialTokens: true }), s);
+  }
+});
+
+test('bootstrap: loadable π_ref(0) and π_θ(0) with their data, seeded, cached by settings hash', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'dice-boot-'));
+  const first = await bootstrap(settings, { cacheRoot: join(root, 'a'), log: quiet });
+  assert.equal(first.cached, false);
+  assert.equal(first.settingsHash, settingsHash(settings));
+  for (const dir of [first.refDir, first.policyDir]) {
+    const m = loadModel(dir);
+    assert.equal(m.config.hiddenSize, settings.model.hiddenSize);
+    assert.equal(m.tokenizer.encode('The answer is', { addSpecialTokens: false }).length, 1);
+  }
+  assert.equal(verifyCheckpoint(first.policyDir).parentVersion, 'ref0');
+  assert.equal(first.tasks.sft.length, settings.arena.sftTasks);
+  assert.equal(first.tasks.eval.length, settings.arena.evalTasks);
+  const evalPrompts = new Set(first.tasks.eval.map((t) => t.prompt));
+  assert.ok([...first.tasks.sft, ...first.tasks.preference].every((t) => !evalPrompts.has(t.prompt)), 'no eval prompt is trained on');
+  const offline = readFileSync(first.offlineFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  assert.ok(offline.length > 0 && offline.length <= settings.arena.preferenceTasks);
+  for (const p of offline) assert.ok(p.prompt && p.chosen && p.rejected && p.chosen !== p.rejected);
+  assert.equal(readFileSync(first.promptsFile, 'utf8').trim().split('\n').length, settings.arena.preferenceTasks);
+  // SFT from scratch learns: the loss falls from ~ln(vocab).
+  assert.ok(first.history.sft.at(-1)!.loss < first.history.sft[0].loss - 0.3, JSON.stringify(first.history.sft));
+  assert.equal(first.history.dpo.length, settings.dpo.steps);
+
+  // Cached: same folder, no training, same weights.
+  const again = await bootstrap(settings, { cacheRoot: join(root, 'a'), log: quiet });
+  assert.equal(again.cached, true);
+  assert.equal(again.policyDir, first.policyDir);
+  assert.deepEqual(again.history, first.history);
+
+  // Seeded: an independent build from the same settings gives the same weights, byte for byte.
+  const other = await bootstrap(settings, { cacheRoot: join(root, 'b'), log: quiet });
+  assert.equal(other.cached, false);
+  assert.equal(verifyCheckpoint(other.refDir).sha256, verifyCheckpoint(first.refDir).sha256);
+  assert.equal(verifyCheckpoint(other.policyDir).sha256, verifyCheckpoint(first.policyDir).sha256);
+
+  // Other settings, other cache entry.
+  const changed = { ...settings, dpo: { ...settings.dpo, lr: settings.dpo.lr * 2 } };
+  assert.notEqual(settingsHash(changed), settingsHash(settings));
+
+  // A cache whose weights were changed is refused, not used.
+  const weights = join(first.policyDir, 'model.safetensors');
+  const bytes = readFileSync(weights);
+  bytes[bytes.length - 1] ^= 0xff;
+  writeFileSync(weights, bytes);
+  await assert.rejects(bootstrap(settings, { cacheRoot: join(root, 'a'), log: quiet }), /sha256|hash|manifest/i);
+});
+
+test('bootstrap settings: bad values name the field', async () => {
+  const bad = { ...settings, sft: { ...settings.sft, steps: 0 } };
+  await assert.rejects(bootstrap(bad, { cacheRoot: tmpdir(), log: quiet }), /sft\.steps must be a positive integer/);
+  const noFamilies = { ...settings, arena: { ...settings.arena, families: [] } };
+  await assert.rejects(bootstrap(noFamilies, { cacheRoot: tmpdir(), log: quiet }), /arena\.families is empty/);
+});
