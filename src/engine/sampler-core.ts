@@ -69,7 +69,17 @@ interface Row {
   nextPosition: number;
 }
 
+/** Where the time of the last generate() went (ms): onnxruntime runs, host-side sampling, cache moves. */
+export interface GenerateStats {
+  steps: number;
+  runMs: number;
+  sampleMs: number;
+  cacheMs: number;
+}
+
 export class SamplerCore {
+  stats: GenerateStats = { steps: 0, runMs: 0, sampleMs: 0, cacheMs: 0 };
+
   private constructor(
     readonly config: LlamaConfig,
     private readonly session: InferenceSession,
@@ -88,6 +98,13 @@ export class SamplerCore {
     const maxRows = params.maxBatchRows ?? 64;
     const eos = new Set(params.eosTokenIds ?? this.config.eosTokenIds);
     const results: GenerateResult[] = requests.map((r) => ({ promptId: r.promptId, samples: [] }));
+    const stats: GenerateStats = (this.stats = { steps: 0, runMs: 0, sampleMs: 0, cacheMs: 0 });
+    const timed = async <T>(key: 'runMs' | 'sampleMs' | 'cacheMs', fn: () => T | Promise<T>): Promise<T> => {
+      const t0 = performance.now();
+      const out = await fn();
+      stats[key] += performance.now() - t0;
+      return out;
+    };
     const queue: number[] = [];
     requests.forEach((r, i) => {
       const error = this.checkRequest(r, params.maxNewTokens);
@@ -125,7 +142,7 @@ export class SamplerCore {
         admitted.push(queue.shift()!);
       }
       if (admitted.length > 0) {
-        const { prefilled, logits } = await this.prefill(admitted.map((i) => requests[i].promptTokenIds));
+        const { prefilled, logits } = await timed('runMs', () => this.prefill(admitted.map((i) => requests[i].promptTokenIds)));
         const newRows: Row[] = [];
         const sourceRow: number[] = [];
         admitted.forEach((ri, p) => {
@@ -136,21 +153,22 @@ export class SamplerCore {
             sourceRow.push(p);
           }
         });
-        const alive = step(newRows, logits, (i) => sourceRow[i]);
-        batch = gatherRows([
+        const alive = await timed('sampleMs', () => step(newRows, logits, (i) => sourceRow[i]));
+        batch = await timed('cacheMs', () => gatherRows([
           { batch, rows: rows.map((_, i) => i) },
           { batch: prefilled, rows: alive.map((i) => sourceRow[i]) },
-        ]);
+        ]));
         rows = [...rows, ...alive.map((i) => newRows[i])];
       }
       if (rows.length === 0) continue;
 
-      const out = await this.decode(batch, rows);
+      const out = await timed('runMs', () => this.decode(batch, rows));
+      stats.steps++;
       batch = out.batch;
-      const alive = step(rows, out.logits, (i) => i);
+      const alive = await timed('sampleMs', () => step(rows, out.logits, (i) => i));
       for (const row of rows) row.nextPosition++;
       if (alive.length < rows.length) {
-        batch = gatherRows([{ batch, rows: alive }]);
+        batch = await timed('cacheMs', () => gatherRows([{ batch, rows: alive }]));
         rows = alive.map((i) => rows[i]);
       }
     }
