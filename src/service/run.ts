@@ -451,7 +451,8 @@ async function runRound(inputs: RoundInputs): Promise<RoundSummary> {
   };
 }
 
-const STAGE_DONE = 'stage-done';
+/** The metrics event type of a whole-round stage's completion marker (replays seed it for stages taken from a recording). */
+export const STAGE_DONE = 'stage-done';
 
 /**
  * What a replay needs to re-derive the run bit for bit: the validated config (seed, sampling, α, γ,
