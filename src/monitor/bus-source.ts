@@ -1,5 +1,6 @@
 import type { Subscription } from 'rxjs';
 import type { Bus, BusRecord } from '../../topics/bus.ts';
+import { groupLag } from '../service/stage-runner.ts';
 import { BUS_STAGE } from './history.ts';
 import type { MonitorEvent } from './events.ts';
 
@@ -86,9 +87,7 @@ export function watchBus(options: BusWatchOptions): { stop(): void } {
         for (const topic of g.topics) {
           const topicEnds = endsByTopic.get(topic);
           if (!topicEnds) continue;
-          const committed = await bus.committed(g.groupId, topic);
-          // A partition with no commit yet lags by everything written to it.
-          lag[`${g.groupId}/${topic}`] = topicEnds.reduce((sum, end, p) => sum + Math.max(0, end - Math.max(0, committed[p] ?? -1)), 0);
+          lag[`${g.groupId}/${topic}`] = groupLag(topicEnds, await bus.committed(g.groupId, topic));
         }
       }
       options.onEvent({ stage: BUS_STAGE, type: 'lag', time: now, lag });

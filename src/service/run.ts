@@ -209,7 +209,7 @@ async function runRound(inputs: RoundInputs): Promise<RoundSummary> {
             }),
           outputs: (g) => [{ topic: T('samples'), records: [{ key: g.promptId, value: samplesTopic.encode(g) }] }],
           untilEnd: true,
-          onOutput: (g) => {
+          onOutput: (g, { lag }) => {
             const n = g.responses.reduce((s, r) => s + r.tokenLength, 0);
             tokens += n;
             progress.tick(1);
@@ -219,6 +219,7 @@ async function runRound(inputs: RoundInputs): Promise<RoundSummary> {
               tokensPerSecond: tokens / ((performance.now() - t0) / 1000),
               meanLength: g.responses.reduce((s, r) => s + r.charLength, 0) / g.responses.length,
               truncated: g.responses.filter((r) => r.finishReason === 'length').length,
+              lag,
             });
           },
           onRejected: (r) => rlog.warn('prompt rejected by the sampler (→ dead-letter)', { promptId: r.key, error: r.error }),
@@ -257,13 +258,14 @@ async function runRound(inputs: RoundInputs): Promise<RoundSummary> {
             }),
           outputs: (g) => [{ topic: T('scored'), records: [{ key: g.promptId, value: scoredTopic.encode(g) }] }],
           untilEnd: true,
-          onOutput: (g) => {
+          onOutput: (g, { lag }) => {
             progress.tick(1);
             const rewards = g.responses.map((r) => r.reward);
             metrics.emit('score', 'group', round, {
               promptId: g.promptId,
               meanReward: rewards.reduce((a, b) => a + b, 0) / rewards.length,
               rewardSpread: Math.max(...rewards) - Math.min(...rewards),
+              lag,
             });
           },
         });

@@ -31,10 +31,46 @@ export interface PerRecordStage<In, Out> {
   outputs: (value: Out) => TopicRecords[];
   /** Read to the current end and complete (a run), or forever (a service). */
   untilEnd: boolean;
-  onOutput?: (value: Out) => void;
+  onOutput?: (value: Out, progress: StageProgress) => void;
   onRejected?: (rejected: Rejected) => void;
   /** A service stops taking records when this emits; work already taken is finished and committed. */
   stop$?: Observable<unknown>;
+}
+
+/** What a stage knows of its progress when it answers a record (for its metric events). */
+export interface StageProgress {
+  /**
+   * Records of the input topic not yet committed by the stage's group: read from the bus at most
+   * every LAG_SAMPLE_MS, and between readings less the records the stage has committed since.
+   */
+  lag: number;
+}
+
+/** Consumer lag is re-read at most this often: two bus calls, cheap, but not worth doing per record. */
+export const LAG_SAMPLE_MS = 500;
+
+/** Records written but not committed by a group, summed over partitions (no commit yet: all of it). */
+export function groupLag(endOffsets: number[], committed: number[]): number {
+  return endOffsets.reduce((sum, end, p) => sum + Math.max(0, end - Math.max(0, committed[p] ?? -1)), 0);
+}
+
+/** The group's lag on a topic (see StageProgress.lag); `committed()` counts each record the stage commits. */
+function lagTracker(bus: Bus, groupId: string, topic: string): { committed(): void; lag(): Promise<number> } {
+  let read = 0;
+  let since = 0;
+  let readAt = -Infinity;
+  return {
+    committed: () => void since++,
+    lag: async () => {
+      if (performance.now() - readAt >= LAG_SAMPLE_MS) {
+        readAt = performance.now();
+        since = 0;
+        const [topics, committed] = await Promise.all([bus.listTopics(), bus.committed(groupId, topic)]);
+        read = groupLag(topics.find((t) => t.name === topic)?.endOffsets ?? [], committed);
+      }
+      return Math.max(0, read - since);
+    },
+  };
 }
 
 export interface StageCounts {
@@ -48,6 +84,7 @@ export interface StageCounts {
 export async function runPerRecordStage<In, Out>(stage: PerRecordStage<In, Out>): Promise<StageCounts> {
   const { bus, groupId, input } = stage;
   const counts: StageCounts = { outputs: 0, skipped: 0, rejected: 0, dropped: 0 };
+  const lag = lagTracker(bus, groupId, input.topic);
   const pending = new Map<string, ConsumedRecord>();
   const settle = async (key: string, outputs: TopicRecords[]) => {
     const record = pending.get(key);
@@ -55,6 +92,7 @@ export async function runPerRecordStage<In, Out>(stage: PerRecordStage<In, Out>)
     pending.delete(key);
     await bus.produceAndCommit(groupId, outputs, [record]);
     await record.commit();
+    lag.committed();
   };
   const failures: Error[] = [];
   const drop = (key: string) => {
@@ -68,6 +106,7 @@ export async function runPerRecordStage<In, Out>(stage: PerRecordStage<In, Out>)
       if (stage.accept && !stage.accept(d.value)) {
         counts.skipped++;
         await d.record.commit();
+        lag.committed();
         return null;
       }
       const key = stage.keyOfInput(d.value);
@@ -75,6 +114,7 @@ export async function runPerRecordStage<In, Out>(stage: PerRecordStage<In, Out>)
         // at-least-once redelivery of a key still in flight: the first one answers both
         counts.skipped++;
         await d.record.commit();
+        lag.committed();
         return null;
       }
       pending.set(key, d.record);
@@ -93,7 +133,7 @@ export async function runPerRecordStage<In, Out>(stage: PerRecordStage<In, Out>)
       }
       await settle(stage.keyOfOutput(out), stage.outputs(out));
       counts.outputs++;
-      stage.onOutput?.(out);
+      if (stage.onOutput) stage.onOutput(out, { lag: await lag.lag() });
     }),
   );
   await lastValueFrom(source, { defaultValue: undefined });

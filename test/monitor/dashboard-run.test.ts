@@ -28,8 +28,10 @@ after(async () => {
 it('a real dice run: the page fills its charts and follows rounds 1 → 2 and versions v0 → v2', async () => {
   const { dir, args } = makeRunFixture();
   const port = await freePort();
-  // more steps than the other run tests, so each round lasts long enough to be watched live
-  const runArgs = [...args, '--out', join(dir, 'out'), '--steps', '25', '--monitor', `127.0.0.1:${port}`];
+  // More steps than the other run tests, so each round lasts long enough to be watched live. Seed 1
+  // (not the fixture's 7, whose windows all have α* = 0 and so before = after): its windows have
+  // α* ~ 3e-4 and 2e-3 with different length differences before and after shaping.
+  const runArgs = [...args, '--out', join(dir, 'out'), '--steps', '25', '--seed', '1', '--monitor', `127.0.0.1:${port}`];
   run = new CliProcess(runArgs);
   const line = await run.waitFor(/"msg":"monitor"/);
   const url = JSON.parse(line).url as string;
@@ -51,8 +53,40 @@ it('a real dice run: the page fills its charts and follows rounds 1 → 2 and ve
   assert.ok([...seen].some((f) => f.startsWith('1/')), `the page showed round 1 before round 2: ${[...seen].join(' ')}`);
   await page.waitForFunction(() => Number((document.querySelector('#chart-loss') as HTMLElement).dataset.points) === 50);
   const points = (id: string) => page.$eval(`#${id}`, (el) => Number((el as HTMLElement).dataset.points));
+  const panel = (id: string) => page.$eval(`#${id}`, (el) => ({ ...(el as HTMLElement).dataset }));
   assert.equal(await points('chart-alpha'), 2, 'one α* window per round');
   assert.equal(await points('chart-accuracy'), 50);
+
+  // The run's own log of its α windows, to hold the charts against.
+  const windows = run.stderr.split('\n').filter((l) => l.includes('"msg":"alpha window"')).map((l) => JSON.parse(l) as { alpha: number; lengthDiffBefore: number; lengthDiffAfter: number });
+  assert.equal(windows.length, 2);
+  const alphas = windows.map((w) => w.alpha);
+  const maxAlpha = Math.max(...alphas);
+  assert.ok(maxAlpha > 0, `seed 1 gives some window α* > 0: ${alphas}`);
+  // The α* axis fits the values (uPlot's default would be 0..100 for values ~1e-4 … or all zeros).
+  await page.waitForFunction(() => (document.querySelector('#chart-alpha') as HTMLElement).dataset.yMax !== undefined);
+  const alpha = await panel('chart-alpha');
+  assert.ok(Number(alpha.yMax) >= maxAlpha && Number(alpha.yMax) <= 10 * maxAlpha, `α* axis ${alpha.yMin}..${alpha.yMax} for α* ${alphas}`);
+  assert.ok(Number(alpha.yMin) <= Math.min(...alphas), `α* axis ${alpha.yMin}..${alpha.yMax} for α* ${alphas}`);
+
+  // Both length-difference series are drawn, one point per window, and the axis covers them all.
+  const lengths = await panel('chart-lengthdiff');
+  assert.deepEqual(JSON.parse(lengths.seriesPoints!), { 'before shaping (α=0)': 2, 'after shaping (α*)': 2 });
+  assert.ok(windows.some((w) => w.lengthDiffBefore !== w.lengthDiffAfter), 'shaping changed a window');
+  const diffs = windows.flatMap((w) => [w.lengthDiffBefore, w.lengthDiffAfter]);
+  assert.ok(Number(lengths.yMin) <= Math.min(...diffs) && Number(lengths.yMax) >= Math.max(...diffs), `length axis ${lengths.yMin}..${lengths.yMax} for ${diffs}`);
+
+  // Consumer lag of the sample and score stages, from their own events.
+  const lag = await panel('chart-lag');
+  assert.ok(Number(lag.points) >= 16, `lag points: ${lag.points} (4 sampled + 4 scored groups per round)`);
+  assert.deepEqual(lag.series!.split(',').sort(), ['sample', 'score']);
+  assert.deepEqual(JSON.parse(lag.latest!), { sample: 0, score: 0 }, 'each stage ends with its input consumed');
+
+  // Reward margins per training step, on the same x as the loss.
+  assert.equal(await points('chart-margin'), 50);
+  const [margin, loss] = [await panel('chart-margin'), await panel('chart-loss')];
+  assert.deepEqual([margin.xMin, margin.xMax], [loss.xMin, loss.xMax]);
+  assert.equal(margin.xMax, '50');
   const versions = await page.$$eval('#checkpoints tbody tr', (rows) => rows.map((r) => (r as HTMLTableRowElement).cells[1].textContent));
   assert.ok(versions.includes('2') && versions.includes('1'), `checkpoint timeline: ${versions}`);
   await mkdir('test-artifacts', { recursive: true });

@@ -52,6 +52,7 @@ async function simulateRound(bus: EmbeddedBus, metrics: MetricsEmitter, round: n
   }]);
 }
 
+const dataset = (page: Page, id: string) => page.$eval(`#${id}`, (el) => ({ ...(el as HTMLElement).dataset }));
 const points = (page: Page, id: string) => page.$eval(`#${id}`, (el) => Number((el as HTMLElement).dataset.points));
 const facts = (page: Page) =>
   page.evaluate(() => ({ round: document.body.dataset.round, policy: document.body.dataset.policyVersion, reference: document.body.dataset.referenceVersion, status: document.body.dataset.status }));
@@ -103,6 +104,11 @@ describe('dashboard in chromium', () => {
     assert.equal(await points(page, 'chart-lengthdiff'), 6);
     assert.equal(await points(page, 'chart-accuracy'), 10);
     assert.equal(await points(page, 'chart-margin'), 10);
+    // α* (0.004 … 0.024 here) on an axis of its own magnitude; margins per training step, like the loss.
+    const alpha = await dataset(page, 'chart-alpha');
+    assert.ok(Number(alpha.yMin) <= 0.004 && Number(alpha.yMax) >= 0.024 && Number(alpha.yMax) <= 0.24, `α* axis ${alpha.yMin}..${alpha.yMax}`);
+    assert.deepEqual(JSON.parse((await dataset(page, 'chart-lengthdiff')).seriesPoints!), { 'before shaping (α=0)': 6, 'after shaping (α*)': 6 });
+    assert.deepEqual([(await dataset(page, 'chart-margin')).xMax, (await dataset(page, 'chart-loss')).xMax], ['10', '10']);
     assert.equal(await points(page, 'chart-eval'), 2);
     await page.waitForFunction(() => Number((document.querySelector('#chart-throughput') as HTMLElement).dataset.points) > 6);
     const series = await page.$eval('#chart-throughput', (el) => (el as HTMLElement).dataset.series!.split(','));

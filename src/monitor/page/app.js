@@ -64,13 +64,60 @@ class SeriesTable {
   }
 }
 
+/**
+ * y range that fits the data whatever its magnitude. uPlot's default gives a flat series a range of
+ * 0..100 when it is all zeros (α* = 0 in every window), which reads as "no data"; a flat series here
+ * gets a range around its value instead, and anything else uPlot's own padded range.
+ */
+function fitRange(u, min, max) {
+  if (min === null || max === null || !Number.isFinite(min) || !Number.isFinite(max)) return [0, 1];
+  if (min === max) {
+    const pad = Math.abs(min) / 2 || 1;
+    return [min - pad, max + pad];
+  }
+  return uPlot.rangeNum(min, max, 0.1, true);
+}
+
+const INTEGER_INCRS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5, 1e6];
+
+/**
+ * Tick labels with as many digits as the tick spacing needs. uPlot's default labels round ticks of
+ * a tiny range (α* ~ 1e-4) all to "0"; those get exponent notation here.
+ */
+function tickLabels(u, splits, axisIdx, space, incr) {
+  const mag = Math.max(...splits.map((v) => Math.abs(v)));
+  const step = Math.abs(incr) || mag || 1;
+  if (mag !== 0 && (mag < 1e-2 || mag >= 1e6)) {
+    const digits = decimalsOf(step / 10 ** Math.floor(Math.log10(mag)));
+    return splits.map((v) => (v === 0 ? '0' : v.toExponential(digits)));
+  }
+  const decimals = decimalsOf(step);
+  return splits.map((v) => v.toLocaleString('en-US', { minimumFractionDigits: decimals, maximumFractionDigits: decimals }));
+}
+
+/** Decimal places that write `x` exactly (at most 6): 2.5 → 1, 0.25 → 2, 5 → 0. */
+function decimalsOf(x) {
+  let d = 0;
+  while (d < 6 && Math.abs(x * 10 ** d - Math.round(x * 10 ** d)) > 1e-6 * 10 ** d) d++;
+  return d;
+}
+
+/** Shortest readable form of a latest value: tiny (α*) and large (tokens/s) numbers alike. */
+function shortNumber(v) {
+  if (v === 0) return '0';
+  const a = Math.abs(v);
+  return a >= 1e5 || a < 1e-3 ? v.toExponential(2) : String(Number(v.toPrecision(4)));
+}
+
 class Chart {
   /** `secondary`: series (by name) drawn against a right-hand axis, for values of another magnitude. */
-  constructor(id, { time = true, xLabel = '', yLabel = '', points = false, secondary = null, y2Label = '' } = {}) {
+  /** `style(name)`: extra uPlot series options, e.g. to keep a series visible under one it often equals. */
+  constructor(id, { time = true, xLabel = '', yLabel = '', points = false, secondary = null, y2Label = '', style = null } = {}) {
     this.panel = $(id);
     this.el = this.panel.querySelector('.plot');
+    this.latest = this.panel.querySelector('.latest');
     this.table = new SeriesTable();
-    this.opts = { time, xLabel, yLabel, points, secondary, y2Label };
+    this.opts = { time, xLabel, yLabel, points, secondary, y2Label, style };
     this.plot = null;
     this.seriesKey = '';
     this.dirty = false;
@@ -88,6 +135,19 @@ class Chart {
     const names = [...this.table.cols.keys()];
     this.panel.dataset.points = String(this.table.xs.length);
     this.panel.dataset.series = names.join(',');
+    // Points per series and each series' newest value: a series drawn exactly under another (before =
+    // after shaping when α* = 0) or too small for its axis is still readable here.
+    const counts = {};
+    const latest = {};
+    for (const [name, col] of this.table.cols) {
+      counts[name] = col.reduce((n, v) => n + (v === null ? 0 : 1), 0);
+      const last = col.findLast((v) => v !== null);
+      if (last !== undefined) latest[name] = last;
+    }
+    this.panel.dataset.seriesPoints = JSON.stringify(counts);
+    this.panel.dataset.latest = JSON.stringify(latest);
+    const text = Object.entries(latest).map(([name, v]) => `${name} ${shortNumber(v)}`);
+    if (this.latest) this.latest.textContent = text.length ? `latest: ${text.join(' · ')}` : '';
     const data = [this.table.xs, ...this.table.cols.values()];
     const key = names.join('\u0000');
     if (this.plot && key === this.seriesKey) {
@@ -100,12 +160,18 @@ class Chart {
     if (this.table.xs.length === 0) return;
     const width = Math.max(300, this.el.clientWidth || this.panel.clientWidth - 16);
     const onRight = (name) => Boolean(this.opts.secondary && this.opts.secondary(name));
-    const axes = [{ label: this.opts.xLabel }, { label: this.opts.yLabel }];
-    if (names.some(onRight)) axes.push({ scale: 'y2', side: 1, grid: { show: false }, label: this.opts.y2Label });
+    // Index axes (window, step, round) tick at whole numbers only.
+    const xAxis = this.opts.time ? { label: this.opts.xLabel } : { label: this.opts.xLabel, incrs: INTEGER_INCRS, values: tickLabels };
+    const axes = [xAxis, { label: this.opts.yLabel, values: tickLabels }];
+    const scales = { x: { time: this.opts.time }, y: { range: fitRange } };
+    if (names.some(onRight)) {
+      axes.push({ scale: 'y2', side: 1, grid: { show: false }, label: this.opts.y2Label, values: tickLabels });
+      scales.y2 = { range: fitRange };
+    }
     const opts = {
       width,
       height: 200,
-      scales: { x: { time: this.opts.time } },
+      scales,
       axes,
       series: [
         {},
@@ -116,9 +182,19 @@ class Chart {
           width: 1.5,
           spanGaps: true,
           points: { show: this.opts.points || this.table.xs.length < 40 },
+          ...(this.opts.style ? this.opts.style(name) : {}),
         })),
       ],
       legend: { live: false },
+      // Scale ranges as data attributes (data-y-min, data-y-max, …): what a test can check the axes against.
+      hooks: {
+        setScale: [
+          (u, key) => {
+            this.panel.dataset[`${key}Min`] = String(u.scales[key].min);
+            this.panel.dataset[`${key}Max`] = String(u.scales[key].max);
+          },
+        ],
+      },
     };
     this.plot = new uPlot(opts, data, this.el);
   }
@@ -131,8 +207,14 @@ const charts = {
   throughput: new Chart('chart-throughput', { yLabel: 'records/s', secondary: (n) => n.endsWith('tokens/s'), y2Label: 'tokens/s' }),
   lag: new Chart('chart-lag', { yLabel: 'records' }),
   alpha: new Chart('chart-alpha', { time: false, xLabel: 'window', yLabel: 'α*' }),
-  lengthDiff: new Chart('chart-lengthdiff', { time: false, xLabel: 'window', yLabel: 'chars' }),
-  margin: new Chart('chart-margin', { yLabel: 'reward margin' }),
+  // 'before' is drawn wide and pale under a thin 'after': with α* = 0 the two are equal and coincide.
+  lengthDiff: new Chart('chart-lengthdiff', {
+    time: false,
+    xLabel: 'window',
+    yLabel: 'chars',
+    style: (name) => (name.startsWith('before') ? { width: 6, stroke: 'rgba(31, 119, 180, 0.45)', points: { show: true, size: 12 } } : {}),
+  }),
+  margin: new Chart('chart-margin', { time: false, xLabel: 'step', yLabel: 'reward margin' }),
   loss: new Chart('chart-loss', { time: false, xLabel: 'step', yLabel: 'loss' }),
   accuracy: new Chart('chart-accuracy', { time: false, xLabel: 'step', yLabel: 'accuracy' }),
   eval: new Chart('chart-eval', { time: false, xLabel: 'round', points: true, secondary: (n) => /length/i.test(n), y2Label: 'length' }),
@@ -280,18 +362,15 @@ function apply(e) {
   }
 
   const margin = num(e, 'rewardMargin', 'margin', 'meanRewardMargin');
-  if (margin !== undefined) {
-    charts.margin.add(t, { [e.stage]: margin });
-    used = true;
-  }
-
   const loss = num(e, 'loss', 'dpoLoss');
   const accuracy = num(e, 'rewardAccuracy', 'accuracy', 'implicitRewardAccuracy');
-  if (loss !== undefined || accuracy !== undefined) {
-    // `step` restarts every round; only a run-wide step can be the x axis.
-    const step = num(e, 'globalStep') ?? Math.max(charts.loss.table.nextIndex(), charts.accuracy.table.nextIndex());
+  if (loss !== undefined || accuracy !== undefined || margin !== undefined) {
+    // `step` restarts every round; only a run-wide step can be the x axis. A training step's loss,
+    // accuracy and margin share one x, so the three charts line up.
+    const step = num(e, 'globalStep') ?? Math.max(charts.loss.table.nextIndex(), charts.accuracy.table.nextIndex(), charts.margin.table.nextIndex());
     if (loss !== undefined) charts.loss.add(step, { loss });
     if (accuracy !== undefined) charts.accuracy.add(step, { accuracy });
+    if (margin !== undefined) charts.margin.add(step, { [e.stage]: margin });
     used = true;
   }
   return used || e.policyVersion !== undefined || e.referenceVersion !== undefined || e.type === 'round';
