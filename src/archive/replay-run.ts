@@ -90,10 +90,10 @@ export async function replayRun(options: ReplayRunOptions): Promise<ReplayRunRes
     await writeJsonl(offlineFile, run.offline.map((o) => o.value));
   }
 
+  checkReplayPlan(run, config, fromStage);
   const depth = REPLAY_FROM_STAGES.indexOf(fromStage);
   const taken: Partial<Record<TopicBaseName, number>> = {};
   if (depth > 0) {
-    checkRoundOneSplit(run, config, prompts.map((p) => p.promptId));
     const T = (base: TopicBaseName) => topicName(namespace, base);
     await createPipelineTopics(bus, namespace);
     const already = (await readWholeTopic(bus, T('metrics'), metricsTopic)).find((m) => m.stage === 'replay' && m.type === SEEDED);
@@ -146,10 +146,13 @@ export async function replayRun(options: ReplayRunOptions): Promise<ReplayRunRes
 }
 
 /**
- * Round 1 of the new run must hold the prompts the recorded round 1 held, or the taken records
- * would answer prompts the new run assigns to round 2 (and sample again there).
+ * Throws when the replay cannot be made as asked: with records taken from the recording, round 1
+ * of the new run must hold the prompts the recorded round 1 held, or the taken records would answer
+ * prompts the new run assigns to round 2 (and samples again there).
  */
-function checkRoundOneSplit(run: RecordedRun, config: RunConfig, orderedIds: string[]): void {
+export function checkReplayPlan(run: RecordedRun, config: RunConfig, fromStage: ReplayFromStage): void {
+  if (fromStage === 'prompts') return;
+  const orderedIds = promptsInRoundOrder(run).map((p) => p.promptId);
   const perRound = config.promptsPerRound || Math.ceil(orderedIds.length / config.rounds);
   const fresh = new Set(orderedIds.slice(0, perRound));
   const recorded = new Set([...run.samples.filter((g) => g.value.round === 1).map((g) => g.value.promptId), ...[...run.samplerRejected].filter(([, r]) => r === 1).map(([id]) => id)]);

@@ -116,7 +116,7 @@ export function register(program: Command): void {
           return;
         }
 
-        const { replayRun, REPLAY_FROM_STAGES } = await import('../../archive/replay-run.ts');
+        const { replayRun, checkReplayPlan, REPLAY_FROM_STAGES } = await import('../../archive/replay-run.ts');
         const { loadRunConfig } = await import('../../config/schema.ts');
         const { MetricsEmitter } = await import('../../service/metrics.ts');
         const { writeFileSync, mkdirSync } = await import('node:fs');
@@ -125,11 +125,19 @@ export function register(program: Command): void {
         // The start of the lineage must be there and unaltered before anything of the new run is made.
         const verified = new Set<string>();
         for (const version of [0, -1]) checkpointDir(run, version, relocations, verified);
-        mkdirSync(opts.out, { recursive: true });
         // The recorded config is the base the flags change (or --config, when given, replaces it).
-        const base = opts.config ?? join(opts.out, 'recorded-config.json');
-        if (!opts.config) writeFileSync(base, `${JSON.stringify(run.config, null, 2)}\n`);
-        const config = loadRunConfig(base, overrides);
+        const scratch = mkdtempSync(join(tmpdir(), 'dice-replay-config-'));
+        let config;
+        try {
+          const base = opts.config ?? join(scratch, 'recorded-config.json');
+          if (!opts.config) writeFileSync(base, `${JSON.stringify(run.config, null, 2)}\n`);
+          config = loadRunConfig(base, overrides);
+        } finally {
+          rmSync(scratch, { recursive: true, force: true });
+        }
+        checkReplayPlan(run, config, stage);
+        mkdirSync(opts.out, { recursive: true });
+        writeFileSync(join(opts.out, 'recorded-config.json'), `${JSON.stringify(run.config, null, 2)}\n`);
         const bus = await openBus(opts.bus ?? `embedded:${join(opts.out, 'bus.db')}`);
         if (sourceBus && bus.url === sourceBus.url && opts.namespace === (opts.fromNamespace ?? 'run')) {
           await bus.close();
