@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
-import { cpSync, existsSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { before, describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import { readArchivedTopic } from '../../src/archive/read-archive.ts';
 import { archiveBatch } from '../../src/archive/table.ts';
 import { writeParquetFile } from '../../src/archive/parquet-file.ts';
@@ -46,6 +46,8 @@ describe('dice replay', () => {
     const a = await runCli(['archive', '--bus', `embedded:${join(runDir, 'bus.db')}`, '--namespace', 'run', '--out', archive]);
     assert.equal(a.code, 0, a.stderr);
   });
+
+  after(() => rmSync(fixture.dir, { recursive: true, force: true }));
 
   it('--verify re-derives every stage of both rounds identically, checkpoint sha256 included', async () => {
     const work = join(fixture.dir, 'verify-work');
