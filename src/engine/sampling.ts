@@ -42,11 +42,159 @@ export function argmax(row: ArrayLike<number>): number {
  */
 export function candidates(z: ArrayLike<number>, topK: number, topP: number): { ids: number[]; weights: number[] } {
   const V = z.length;
-  let m = -Infinity;
-  for (let i = 0; i < V; i++) if (z[i] > m) m = z[i];
+  const m = maxOf(z);
+  const e = expShifted(z, m, scratch(1, V));
+  const threshold = cutThreshold(z, e, m, topK, topP);
+  const ids: number[] = [];
+  const weights: number[] = [];
+  for (let i = 0; i < V; i++) {
+    if (z[i] >= threshold) {
+      ids.push(i);
+      weights.push(e[i]);
+    }
+  }
+  return { ids, weights };
+}
+
+/**
+ * The top-k/top-p cut as a threshold on z: tokens with z ≥ threshold are kept (−Infinity: all).
+ * `e[i]` must hold exp(z[i] − m), m = max z.
+ *
+ * The cut is defined by `thresholdBySort` (a sort of the values near the max, then a running sum in
+ * descending order); this finds the same threshold in linear time. Top-k: a quickselect of the k
+ * largest values, then the same sums over them sorted. Top-p alone: the running-sum crossing is
+ * located through a histogram of z (bucket masses), and only the crossing bucket is sorted. Those
+ * sums are added in another order than the reference's, so they differ from it by at most
+ * (V + buckets)·2⁻⁵³·total; a crossing closer than CROSSING_MARGIN·total to the target (which that
+ * rounding could move to a neighbouring value) is left to the reference, so the result is the
+ * reference's, bit for bit, always.
+ */
+export function cutThreshold(z: ArrayLike<number>, e: ArrayLike<number>, m: number, topK: number, topP: number): number {
+  const V = z.length;
   const k = topK > 0 && topK < V ? topK : V;
-  // Sort (natively, values only) a window of scaled logits near the max, widened until it holds the
-  // top-k tokens and the nucleus mass; the cut is then a threshold on z.
+  if (k === V && topP >= 1) return -Infinity;
+  if (!Number.isFinite(m) || V > MAX_FAST_VOCAB) return thresholdBySort(z, topK, topP);
+  if (k < V) return topKThreshold(z, m, k, topP) ?? thresholdBySort(z, topK, topP);
+  return nucleusThreshold(z, e, m, topP) ?? thresholdBySort(z, topK, topP);
+}
+
+/** Relative gap to the target a fast top-p crossing must clear (≫ (V + buckets)·2⁻⁵³ for V ≤ MAX_FAST_VOCAB). */
+const CROSSING_MARGIN = 1e-9;
+const MAX_FAST_VOCAB = 1 << 22;
+const BUCKETS = 4096;
+/** The reference widens its window up to this width below the max (the first width > 1e4). */
+const FULL_WINDOW = 16384;
+
+/** Top-k (then top-p over the renormalised top-k), as the reference computes it over its sorted window. */
+function topKThreshold(z: ArrayLike<number>, m: number, k: number, topP: number): number | undefined {
+  const V = z.length;
+  // The reference's window stops at the first width holding k values, else at FULL_WINDOW: its top
+  // values are the k largest of the values ≥ m − FULL_WINDOW (fewer when fewer are there).
+  const pool = scratch(2, V);
+  let n = 0;
+  for (let i = 0; i < V; i++) if (z[i] >= m - FULL_WINDOW) pool[n++] = z[i];
+  const inK = Math.min(k, n);
+  selectLargest(pool, n, inK);
+  const top = pool.subarray(n - inK, n).sort(); // ascending, as values[n-inK..n-1] of the reference
+  const kth = top[0];
+  if (topP >= 1) return kth;
+  let total = 0;
+  for (let j = 0; j < inK; j++) total += Math.exp(top[j] - m);
+  let cum = 0;
+  for (let j = inK - 1; j >= 0; j--) {
+    cum += Math.exp(top[j] - m);
+    if (cum >= topP * total) return top[j];
+  }
+  return kth;
+}
+
+/** Top-p alone: the crossing value, or undefined when it lies too close to call (see cutThreshold). */
+function nucleusThreshold(z: ArrayLike<number>, e: ArrayLike<number>, m: number, topP: number): number | undefined {
+  const V = z.length;
+  let total = 0;
+  let lo = m;
+  for (let i = 0; i < V; i++) {
+    total += e[i]; // id order, as the reference
+    if (z[i] < lo && z[i] > -Infinity) lo = z[i];
+  }
+  const target = topP * total;
+  const margin = CROSSING_MARGIN * total;
+  if (!(total > 0) || !Number.isFinite(total)) return undefined;
+  // bucket b holds z with (m − z)·scale in [b, b+1): monotone in z, so ties share a bucket
+  const scale = m > lo ? BUCKETS / (m - lo) : 0;
+  const mass = new Float64Array(BUCKETS);
+  const count = new Int32Array(BUCKETS);
+  const bucket = bucketScratch(V);
+  for (let i = 0; i < V; i++) {
+    const f = (m - z[i]) * scale;
+    const b = f < BUCKETS ? f | 0 : BUCKETS - 1; // also NaN (−∞ · 0) and −∞
+    bucket[i] = b;
+    mass[b] += e[i];
+    count[b]++;
+  }
+  let before = 0;
+  let b = 0;
+  while (b < BUCKETS && before + mass[b] < target) before += mass[b++];
+  if (b === BUCKETS) return undefined;
+  const inBucket = scratch(2, count[b]);
+  let n = 0;
+  for (let i = 0; i < V; i++) if (bucket[i] === b) inBucket[n++] = z[i];
+  const values = inBucket.sort();
+  for (let j = n - 1; j >= 0; ) {
+    const v = values[j];
+    let end = before;
+    for (; j >= 0 && values[j] === v; j--) end += Math.exp(v - m);
+    if (end >= target) return before < target - margin && end >= target + margin ? v : undefined;
+    before = end;
+  }
+  return undefined;
+}
+
+let bucketBuffer = new Uint16Array(0);
+function bucketScratch(n: number): Uint16Array {
+  if (bucketBuffer.length < n) bucketBuffer = new Uint16Array(n);
+  return bucketBuffer;
+}
+
+/** Rearranges a[0..n) so that its `count` largest values occupy a[n−count..n) (quickselect). */
+function selectLargest(a: Float64Array, n: number, count: number): void {
+  if (count <= 0 || count >= n) return;
+  const target = n - count; // a[target] ends as the count-th largest, everything after it ≥ it
+  let lo = 0;
+  let hi = n - 1;
+  while (hi > lo) {
+    const mid = (lo + hi) >>> 1;
+    // median of three as the pivot
+    const x = a[lo], y = a[mid], w = a[hi];
+    const pivot = x < y ? (y < w ? y : x < w ? w : x) : x < w ? x : y < w ? w : y;
+    let i = lo;
+    let j = hi;
+    while (i <= j) {
+      while (a[i] < pivot) i++;
+      while (a[j] > pivot) j--;
+      if (i <= j) {
+        const t = a[i];
+        a[i] = a[j];
+        a[j] = t;
+        i++;
+        j--;
+      }
+    }
+    if (target <= j) hi = j;
+    else if (target >= i) lo = i;
+    else return;
+  }
+}
+
+/**
+ * The reference cut (what `cutThreshold` reproduces): sort (natively, values only) a window of scaled
+ * logits near the max, widened until it holds the top-k tokens and the nucleus mass; the cut is then
+ * a threshold on z. Exposed for tests.
+ */
+export function thresholdBySort(z: ArrayLike<number>, topK: number, topP: number): number {
+  const V = z.length;
+  const m = maxOf(z);
+  const k = topK > 0 && topK < V ? topK : V;
   let threshold = -Infinity;
   for (let width = 16; ; width *= 2) {
     const complete = width > 1e4; // beyond e^-1e4 weights are 0 in float64
@@ -80,15 +228,27 @@ export function candidates(z: ArrayLike<number>, topK: number, topP: number): { 
       break;
     }
   }
-  const ids: number[] = [];
-  const weights: number[] = [];
-  for (let i = 0; i < V; i++) {
-    if (z[i] >= threshold) {
-      ids.push(i);
-      weights.push(Math.exp(z[i] - m));
-    }
-  }
-  return { ids, weights };
+  return threshold;
+}
+
+function maxOf(z: ArrayLike<number>): number {
+  let m = -Infinity;
+  for (let i = 0; i < z.length; i++) if (z[i] > m) m = z[i];
+  return m;
+}
+
+/** out[i] = exp(z[i] − m) */
+function expShifted(z: ArrayLike<number>, m: number, out: Float64Array): Float64Array {
+  for (let i = 0; i < z.length; i++) out[i] = Math.exp(z[i] - m);
+  return out;
+}
+
+/** Per-thread scratch buffers (sampling is synchronous), grown on demand; slot 0: z, 1: exp, 2: selection. */
+const scratchBuffers: Float64Array[] = [];
+function scratch(slot: number, n: number): Float64Array {
+  let buf = scratchBuffers[slot];
+  if (!buf || buf.length < n) buf = scratchBuffers[slot] = new Float64Array(Math.max(n, 1024));
+  return buf.subarray(0, n);
 }
 
 /** Draws the next token from one row of raw logits. */
@@ -110,15 +270,30 @@ export function sampleToken(logits: ArrayLike<number>, p: SamplingParams, rng: R
     }
     return argmax(logits); // rounding left u ≥ 0 after the last term
   }
-  const z = new Float64Array(V);
-  for (let i = 0; i < V; i++) z[i] = logits[i] * invT;
-  const { ids, weights } = candidates(z, p.topK, p.topP);
-  let s = 0;
-  for (const w of weights) s += w;
-  let u = rng.next() * s;
-  for (let j = 0; j < ids.length; j++) {
-    u -= weights[j];
-    if (u < 0) return ids[j];
+  const z = scratch(0, V);
+  let m = -Infinity;
+  for (let i = 0; i < V; i++) {
+    const x = logits[i] * invT;
+    z[i] = x;
+    if (x > m) m = x;
   }
-  return ids[0];
+  const e = expShifted(z, m, scratch(1, V));
+  const threshold = cutThreshold(z, e, m, p.topK, p.topP);
+  // one draw from the kept tokens, in id order
+  let s = 0;
+  let first = -1;
+  for (let i = 0; i < V; i++) {
+    if (z[i] >= threshold) {
+      s += e[i];
+      if (first < 0) first = i;
+    }
+  }
+  let u = rng.next() * s;
+  for (let i = 0; i < V; i++) {
+    if (z[i] >= threshold) {
+      u -= e[i];
+      if (u < 0) return i;
+    }
+  }
+  return first;
 }
