@@ -33,6 +33,8 @@ export class GraphInfo {
   readonly dtypes = new Map<string, DType>();
   readonly producer = new Map<string, GraphNode>();
   private readonly constants = new Map<string, HostTensor>();
+  /** 1-D int64 values whose elements are known as dims (shape arithmetic: Shape, Concat, Gather). */
+  private readonly dimVectors = new Map<string, Dim[]>();
   private inferredUpTo = 0;
 
   constructor(readonly g: GraphBuilder) {
@@ -64,6 +66,8 @@ export class GraphInfo {
         this.constants.set(node.outputs[0], node.attributes.value);
       }
       const dtypes = inferDtypes(node, this);
+      const dims = inferDimVector(node, this);
+      if (dims) this.dimVectors.set(node.outputs[0], dims);
       const shapes = inferShapes(node, this);
       node.outputs.forEach((o, k) => {
         if (!o) return;
@@ -105,6 +109,19 @@ export class GraphInfo {
     return Array.from(t.data as ArrayLike<number | bigint>, (x) => Number(x));
   }
 
+  /**
+   * The elements of a 1-D int64 value as dims: a constant's numbers, or what Shape/Concat/Gather of
+   * shapes hold (symbols included), so that Reshape(x, Concat(Shape(y), [n])) keeps y's symbols.
+   */
+  dimVector(v: string | undefined): Dim[] | undefined {
+    if (!v) return undefined;
+    const known = this.dimVectors.get(v);
+    if (known) return known;
+    const t = this.constants.get(v);
+    if (!t || t.shape.length !== 1 || (t.dtype !== 'int64' && t.dtype !== 'int32')) return undefined;
+    return Array.from(t.data as ArrayLike<number | bigint>, (x) => Number(x));
+  }
+
   /** Numeric value of a scalar-like constant (all elements equal), e.g. the exponent of Pow. */
   scalarConstant(v: string): number | undefined {
     const t = this.constants.get(v);
@@ -141,13 +158,96 @@ export function broadcastShapes(shapes: Array<Shape | undefined>): Shape | undef
   return out;
 }
 
-function product(dims: Dim[]): number | null {
-  let p = 1;
+/**
+ * Dims as monomials: a symbol dim may be a product 'c*s1*s2' (coefficient, then symbols sorted), so
+ * that Reshape(x [rows, seq, D], [-1, D]) gives 'rows*seq' rows and reshaping back recovers 'seq'.
+ */
+interface Monomial {
+  coef: number;
+  symbols: string[];
+}
+
+function toMonomial(d: Dim): Monomial | null {
+  if (d === null) return null;
+  if (typeof d === 'number') return { coef: d, symbols: [] };
+  const parts = d.split('*');
+  const coef = /^\d+$/.test(parts[0]) ? Number(parts.shift()) : 1;
+  return { coef, symbols: parts };
+}
+
+function fromMonomial(m: Monomial): Dim {
+  if (m.symbols.length === 0) return m.coef;
+  if (m.coef === 0) return 0;
+  const syms = [...m.symbols].sort().join('*');
+  return m.coef === 1 ? syms : `${m.coef}*${syms}`;
+}
+
+/** The product of dims (null when one is unknown). */
+export function productDim(dims: Dim[]): Dim {
+  let acc: Monomial = { coef: 1, symbols: [] };
   for (const d of dims) {
-    if (typeof d !== 'number') return null;
-    p *= d;
+    const m = toMonomial(d);
+    if (!m) return null;
+    acc = { coef: acc.coef * m.coef, symbols: [...acc.symbols, ...m.symbols] };
   }
-  return p;
+  return fromMonomial(acc);
+}
+
+/** a / b when it is exact (b's symbols among a's, coefficients divisible), else null. */
+export function quotientDim(a: Dim, b: Dim): Dim {
+  const [ma, mb] = [toMonomial(a), toMonomial(b)];
+  if (!ma || !mb || mb.coef === 0 || ma.coef % mb.coef !== 0) return null;
+  const rest = [...ma.symbols];
+  for (const s of mb.symbols) {
+    const i = rest.indexOf(s);
+    if (i < 0) return null;
+    rest.splice(i, 1);
+  }
+  return fromMonomial({ coef: ma.coef / mb.coef, symbols: rest });
+}
+
+/** Dim vectors of shape arithmetic (see GraphInfo.dimVector). */
+function inferDimVector(node: GraphNode, info: GraphInfo): Dim[] | undefined {
+  const a = node.attributes;
+  switch (node.opType) {
+    case 'Shape': {
+      const x = info.shape(node.inputs[0]);
+      if (!x) return undefined;
+      const start = normAxis((a.start as number | undefined) ?? 0, x.length);
+      const end = a.end === undefined ? x.length : normAxis(a.end as number, x.length);
+      return x.slice(Math.max(0, start), Math.min(x.length, end));
+    }
+    case 'Concat': {
+      if ((a.axis as number) !== 0 && (a.axis as number) !== -1) return undefined;
+      const parts = node.inputs.map((i) => info.dimVector(i));
+      return parts.every((p) => p) ? parts.flat() as Dim[] : undefined;
+    }
+    case 'Gather': {
+      const x = info.dimVector(node.inputs[0]);
+      const idx = info.constant(node.inputs[1]);
+      if (!x || !idx || idx.shape.length !== 1 || ((a.axis as number | undefined) ?? 0) !== 0) return undefined;
+      return Array.from(idx.data as ArrayLike<number | bigint>, (i) => x[normAxis(Number(i), x.length)] ?? null);
+    }
+    case 'Reshape': {
+      // a one-element shape vector as a scalar (Reshape(Shape(x, 1, 2), [])): kept as its one dim
+      const x = info.dimVector(node.inputs[0]);
+      const target = info.ints(node.inputs[1]);
+      return x && x.length === 1 && target && target.length <= 1 ? x : undefined;
+    }
+    default:
+      return undefined;
+  }
+}
+
+/** Length of Range(start, limit, 1) when start is 0 or limit − n (causal-mask index ranges). */
+function rangeLength(node: GraphNode, info: GraphInfo): Dim {
+  const [start, limit, delta] = node.inputs;
+  if (info.scalarConstant(delta) !== 1) return null;
+  const limitDim = info.dimVector(limit)?.[0] ?? null;
+  if (info.scalarConstant(start) === 0) return limitDim;
+  const startNode = info.producer.get(start);
+  if (startNode?.opType === 'Sub' && startNode.inputs[0] === limit) return info.dimVector(startNode.inputs[1])?.[0] ?? null;
+  return null;
 }
 
 const ELEMENTWISE = new Set(['Add', 'Sub', 'Mul', 'Div', 'Pow', 'Sum', 'Max', 'Min', 'Equal', 'Less', 'LessOrEqual', 'Greater', 'GreaterOrEqual', 'And', 'Or', 'Xor', 'Mod', 'PRelu']);
@@ -224,7 +324,7 @@ function inferShapes(node: GraphNode, info: GraphInfo): Array<Shape | undefined>
       return one(perm.map((p) => x[p]));
     }
     case 'Reshape': {
-      const target = info.ints(node.inputs[1]);
+      const target = info.dimVector(node.inputs[1]);
       const x = s(0);
       if (!target) {
         const len = s(1)?.[0];
@@ -232,18 +332,14 @@ function inferShapes(node: GraphNode, info: GraphInfo): Array<Shape | undefined>
       }
       const dims: Shape = target.map((d, i) => (d === 0 && !a.allowzero ? (x?.[i] ?? null) : d));
       const minus = dims.indexOf(-1);
-      if (minus >= 0) {
-        const total = x && product(x);
-        const rest = product(dims.filter((_, i) => i !== minus));
-        dims[minus] = total !== null && total !== undefined && rest !== null && rest !== 0 ? total / rest : null;
-      }
+      if (minus >= 0) dims[minus] = x ? quotientDim(productDim(x), productDim(dims.filter((_, i) => i !== minus))) : null;
       return one(dims);
     }
     case 'Flatten': {
       const x = s(0);
       if (!x) return one([null, null]);
       const axis = normAxis((a.axis as number | undefined) ?? 1, x.length);
-      return one([product(x.slice(0, axis)), product(x.slice(axis))]);
+      return one([productDim(x.slice(0, axis)), productDim(x.slice(axis))]);
     }
     case 'Shape': {
       const x = s(0);
@@ -264,8 +360,17 @@ function inferShapes(node: GraphNode, info: GraphInfo): Array<Shape | undefined>
       return one(s(1) && [...s(1)!]);
     case 'ScatterND':
     case 'ScatterElements':
-    case 'Pad':
-      return one(s(0) && (op === 'Pad' ? s(0)!.map(() => null) : [...s(0)!]));
+      return one(s(0) && [...s(0)!]);
+    case 'Pad': {
+      const x = s(0);
+      const pads = info.ints(node.inputs[1]);
+      if (!x) return one(undefined);
+      if (!pads || node.inputs[3] || pads.length !== 2 * x.length) return one(x.map(() => null));
+      return one(x.map((d, i) => {
+        const extra = pads[i] + pads[i + x.length];
+        return extra === 0 ? d : typeof d === 'number' ? d + extra : null;
+      }));
+    }
     case 'Unsqueeze': {
       const x = s(0);
       const axes = info.ints(node.inputs[1]) ?? (a.axes as number[] | undefined);
@@ -287,7 +392,7 @@ function inferShapes(node: GraphNode, info: GraphInfo): Array<Shape | undefined>
       return one(x.filter((_, i) => !set.has(i)));
     }
     case 'Expand': {
-      const target = info.ints(node.inputs[1]);
+      const target = info.dimVector(node.inputs[1]);
       if (target) return one(broadcastShapes([s(0), target]));
       const len = s(1)?.[0];
       const x = s(0);
@@ -325,13 +430,13 @@ function inferShapes(node: GraphNode, info: GraphInfo): Array<Shape | undefined>
       return one(v && typeof v === 'object' && 'shape' in v ? [...v.shape] : undefined);
     }
     case 'ConstantOfShape': {
-      const target = info.ints(node.inputs[0]);
+      const target = info.dimVector(node.inputs[0]);
       if (target) return one(target);
       const len = s(0)?.[0];
       return one(typeof len === 'number' ? Array<Dim>(len).fill(null) : undefined);
     }
     case 'Range':
-      return one([null]);
+      return one([rangeLength(node, info)]);
     case 'NonZero':
       return one([s(0)?.length ?? null, null]);
     default:

@@ -326,9 +326,15 @@ function sliceBackward(e: Emitter, node: GraphNode, g: string): string {
     const dims = axes.map((a) => xShape[normAxis(a, xShape.length)]);
     if (dims.every((d) => typeof d === 'number')) {
       const clamp = (v: number, d: number) => Math.min(Math.max(v < 0 ? v + d : v, 0), d);
-      const begin = axes.map((_, k) => clamp(starts[k], dims[k] as number));
-      const end = axes.map((_, k) => (dims[k] as number) - clamp(ends[k], dims[k] as number));
-      return e.op('Pad', [g, e.int64([...begin, ...end]), zero, e.int64(axes)]);
+      // pads for every axis, no axes input: onnxruntime's transpose optimizer mishandles Pad's axes
+      const begin = xShape.map(() => 0);
+      const end = xShape.map(() => 0);
+      axes.forEach((a, k) => {
+        const i = normAxis(a, xShape.length);
+        begin[i] = clamp(starts[k], dims[k] as number);
+        end[i] = (dims[k] as number) - clamp(ends[k], dims[k] as number);
+      });
+      return e.op('Pad', [g, e.int64([...begin, ...end]), zero]);
     }
   }
   // Runtime pads: normalise negative and out-of-range starts/ends against Shape(x).
