@@ -11,13 +11,12 @@ import { alphaPairs, type AlphaWindow } from '../../operators/alpha.ts';
 import { replay } from '../../operators/replay.ts';
 import { sampleBatch } from '../../operators/sample.ts';
 import { scoreBatch } from '../../operators/score.ts';
-import { train, type TrainEvent } from '../../operators/train.ts';
 import { Sampler } from '../engine/sampler.ts';
 import { Scorer } from '../engine/scorer.ts';
-import { Trainer } from '../engine/trainer.ts';
 import { readChatTemplate } from '../model/load.ts';
 import { roundVersions } from '../service/lineage.ts';
-import { alphaOptions, engineOptions, generateParams, trainerOptions } from '../service/round-config.ts';
+import { alphaOptions, engineOptions, generateParams } from '../service/round-config.ts';
+import { trainRound } from '../service/train-round.ts';
 import type { Logger } from '../util/log.ts';
 import { checkpointDir, valuesOf, type RecordedRun, type Relocations } from './replay-recording.ts';
 import { firstDifference, reportValue } from './verify-diff.ts';
@@ -238,29 +237,8 @@ async function verifyCheckpoint({ run, dirOf, workDir }: StageContext, round: nu
   if (batches.length > 0) {
     const out = join(workDir, `v${versions.produces}`);
     mkdirSync(workDir, { recursive: true });
-    const trainer = await Trainer.open({ modelDir: dirOf(versions.policy) }, trainerOptions(config));
-    const ktoReference = config.train.loss === 'kto' ? await Scorer.open({ modelDir: dirOf(versions.trainingReference), ...engineOptions(config) }) : null;
-    try {
-      const events: TrainEvent[] = await lastValueFrom(
-        from(batches).pipe(
-          train({
-            trainer,
-            round,
-            version: versions.produces,
-            parentVersion: versions.policy,
-            referenceVersion: versions.trainingReference,
-            checkpointDir: out,
-            kto: ktoReference ? { reference: ktoReference } : undefined,
-          }),
-          toArray(),
-        ),
-      );
-      const last = events[events.length - 1];
-      if (last?.kind === 'checkpoint') rederived.set(String(versions.produces), last.checkpoint);
-    } finally {
-      await trainer.close();
-      await ktoReference?.close();
-    }
+    const { checkpoint } = await trainRound({ config, round, versions, batches, dirOf, checkpointDir: out });
+    rederived.set(String(versions.produces), checkpoint);
   }
   // Where the weights went and when, and how long training took, are not part of what a replay reproduces.
   const comparable = (c: Checkpoint) => {

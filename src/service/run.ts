@@ -15,14 +15,14 @@ import { alphaPairs, type AlphaWindow } from '../../operators/alpha.ts';
 import { replay } from '../../operators/replay.ts';
 import { sample } from '../../operators/sample.ts';
 import { score } from '../../operators/score.ts';
-import { train, versionLabel, type TrainEvent } from '../../operators/train.ts';
+import { versionLabel } from '../../operators/train.ts';
 import type { RunConfig } from '../config/schema.ts';
-import { alphaOptions, engineOptions, generateParams, trainerOptions } from './round-config.ts';
+import { alphaOptions, engineOptions, generateParams } from './round-config.ts';
+import { trainRound } from './train-round.ts';
 import { verifyCheckpoint } from '../model/checkpoint.ts';
 import { readChatTemplate } from '../model/load.ts';
 import { Sampler } from '../engine/sampler.ts';
 import { Scorer } from '../engine/scorer.ts';
-import { Trainer } from '../engine/trainer.ts';
 import type { Logger } from '../util/log.ts';
 import { Progress } from '../util/log.ts';
 import { ingestFile, offlineDefaults, promptDefaults } from './ingest.ts';
@@ -378,46 +378,32 @@ async function runRound(inputs: RoundInputs): Promise<RoundSummary> {
     const consumed = await readRemaining(bus, group('train'), { topic: T('batches'), contract: batchesTopic, deadLetterTopic: T('dead-letter') });
     const batches: TrainingBatch[] = consumed.map((d) => d.value).filter((b) => b.round === round).sort((a, b) => a.step - b.step);
     if (batches.length === 0) throw new Error(`round ${round}: no training batches on ${T('batches')}`);
-    const engineTrainer = await clocked('train', Trainer.open({ modelDir: inputs.dirOf(versions.policy) }, trainerOptions(config)));
-    const trainer = {
-      step: (...a: Parameters<Trainer['step']>) => clocked('train', engineTrainer.step(...a)),
-      save: (...a: Parameters<Trainer['save']>) => clocked('train', engineTrainer.save(...a)),
-      close: () => engineTrainer.close(),
-    };
-    const ktoReference = config.train.loss === 'kto' ? await Scorer.open({ modelDir: inputs.dirOf(versions.trainingReference), ...engine }) : null;
     const progress = new Progress(`train r${round}`, batches.length);
     try {
-      const events: TrainEvent[] = await lastValueFrom(
-        from(batches).pipe(
-          train({
-            trainer,
-            round,
-            version: versions.produces,
-            parentVersion: versions.policy,
-            referenceVersion: versions.trainingReference,
-            checkpointDir: inputs.dirOf(versions.produces),
-            kto: ktoReference ? { reference: ktoReference } : undefined,
-          }),
-          toArray(),
-        ),
-      );
-      for (const e of events) {
-        if (e.kind !== 'step') continue;
-        progress.tick(1, `loss ${e.metrics.loss.toFixed(4)} acc ${e.metrics.rewardAccuracy.toFixed(2)}`);
-        metrics.emit('train', 'step', round, {
-          step: e.step,
-          loss: e.metrics.loss,
-          rewardAccuracy: e.metrics.rewardAccuracy,
-          chosenReward: e.metrics.chosenReward,
-          rejectedReward: e.metrics.rejectedReward,
-          margin: e.metrics.margin,
-          gradNorm: e.metrics.gradNorm,
-          lr: e.metrics.lr,
-          tokensPerSecond: e.metrics.tokens / e.metrics.seconds,
-        });
-      }
-      const last = events[events.length - 1];
-      if (last?.kind !== 'checkpoint') throw new Error(`round ${round}: training ended without a checkpoint`);
+      const { checkpoint } = await trainRound({
+        config,
+        round,
+        versions,
+        batches,
+        dirOf: inputs.dirOf,
+        checkpointDir: inputs.dirOf(versions.produces),
+        clock: (work) => clocked('train', work),
+        onStep: (e) => {
+          progress.tick(1, `loss ${e.metrics.loss.toFixed(4)} acc ${e.metrics.rewardAccuracy.toFixed(2)}`);
+          metrics.emit('train', 'step', round, {
+            step: e.step,
+            loss: e.metrics.loss,
+            rewardAccuracy: e.metrics.rewardAccuracy,
+            chosenReward: e.metrics.chosenReward,
+            rejectedReward: e.metrics.rejectedReward,
+            margin: e.metrics.margin,
+            gradNorm: e.metrics.gradNorm,
+            lr: e.metrics.lr,
+            tokensPerSecond: e.metrics.tokens / e.metrics.seconds,
+          });
+        },
+      });
+      const last = { checkpoint };
       await commitAll(
         bus,
         group('train'),
@@ -435,8 +421,6 @@ async function runRound(inputs: RoundInputs): Promise<RoundSummary> {
       return last.checkpoint;
     } finally {
       progress.finish();
-      await trainer.close();
-      await ktoReference?.close();
     }
   });
 

@@ -16,17 +16,17 @@ import type { Rejected } from '../../operators/ports.ts';
 import { replay } from '../../operators/replay.ts';
 import { sampleBatch } from '../../operators/sample.ts';
 import { scoreBatch } from '../../operators/score.ts';
-import { train, versionLabel } from '../../operators/train.ts';
+import { versionLabel } from '../../operators/train.ts';
 import type { RunConfig } from '../config/schema.ts';
 import { Sampler } from '../engine/sampler.ts';
 import { Scorer } from '../engine/scorer.ts';
-import { Trainer } from '../engine/trainer.ts';
 import { readChatTemplate } from '../model/load.ts';
 import type { Logger } from '../util/log.ts';
 import { ingestFile, offlineDefaults } from './ingest.ts';
 import { publishInitialLineage, roundVersions } from './lineage.ts';
 import type { MetricsEmitter } from './metrics.ts';
-import { alphaOptions, engineOptions, generateParams, trainerOptions } from './round-config.ts';
+import { alphaOptions, engineOptions, generateParams } from './round-config.ts';
+import { trainRound } from './train-round.ts';
 import { commitAll, readWholeTopic, runPerRecordStage } from './stage-runner.ts';
 
 /**
@@ -343,7 +343,6 @@ async function serveRound(ctx: RoleContext, round: number, consumed: Decoded<Sco
   const offline = await readWholeTopic(bus, T('offline'), offlineTopic);
   const policyDir = lineage.get(versions.policy).location;
   const reference = await Scorer.open({ modelDir: lineage.get(versions.trainingReference).location, ...engineOptions(config) });
-  const trainer = await Trainer.open({ modelDir: policyDir }, trainerOptions(config));
   try {
     const batches = await lastValueFrom(
       from(window.pairs).pipe(
@@ -363,22 +362,16 @@ async function serveRound(ctx: RoleContext, round: number, consumed: Decoded<Sco
       ),
     );
     if (batches.length === 0) throw new Error(`round ${round}: no training pairs (the filters kept ${window.filter.groupsKept} of ${window.filter.groupsIn} groups)`);
-    const events = await lastValueFrom(
-      from(batches).pipe(
-        train({
-          trainer,
-          round,
-          version: versions.produces,
-          parentVersion: versions.policy,
-          referenceVersion: versions.trainingReference,
-          checkpointDir: join(resolve(ctx.outDir), `v${versions.produces}`),
-        }),
-        toArray(),
-      ),
-    );
-    for (const e of events) if (e.kind === 'step') metrics.emit('train', 'step', round, { step: e.step, loss: e.metrics.loss, rewardAccuracy: e.metrics.rewardAccuracy, margin: e.metrics.margin });
-    const last = events[events.length - 1];
-    if (last.kind !== 'checkpoint') throw new Error(`round ${round}: training ended without a checkpoint`);
+    const { checkpoint } = await trainRound({
+      config,
+      round,
+      versions,
+      batches,
+      dirOf: (v) => lineage.get(v).location,
+      checkpointDir: join(resolve(ctx.outDir), `v${versions.produces}`),
+      onStep: (e) => metrics.emit('train', 'step', round, { step: e.step, loss: e.metrics.loss, rewardAccuracy: e.metrics.rewardAccuracy, margin: e.metrics.margin }),
+    });
+    const last = { checkpoint };
     const outputs: TopicRecords[] = [
       { topic: T('pairs'), records: window.pairs.map((p) => ({ key: p.promptId, value: pairsTopic.encode(p) })) },
       { topic: T('batches'), records: batches.map((b) => ({ key: batchKey(b), value: batchesTopic.encode(b) })) },
@@ -390,7 +383,6 @@ async function serveRound(ctx: RoleContext, round: number, consumed: Decoded<Sco
     // the watcher sees the new version on the topic; wait so this process's own roles switch before going on
     await firstValueFrom(lineage.changes.pipe(filter((m) => m.has(versions.produces))));
   } finally {
-    await trainer.close();
     await reference.close();
   }
 }
