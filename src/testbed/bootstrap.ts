@@ -12,7 +12,7 @@
  * a temporary folder and renamed, so an interrupted bootstrap never leaves a half-written cache).
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { verifyCheckpoint } from '../model/checkpoint.ts';
 import { initWeights } from '../model/init.ts';
@@ -123,6 +123,14 @@ export function settingsHash(settings: BootstrapSettings): string {
   return createHash('sha256').update(JSON.stringify({ recipe: BOOTSTRAP_RECIPE, settings: canonical(settings) })).digest('hex').slice(0, 16);
 }
 
+const SFT_DONE_FILE = 'sft.json';
+
+/** The cache key of the SFT stage: everything but the judge and the DPO stage. */
+export function sftSettingsHash(settings: BootstrapSettings): string {
+  const { judge: _judge, dpo: _dpo, ...rest } = settings;
+  return settingsHash({ ...rest, judge: DEFAULT_JUDGE, dpo: { steps: 1, batch: 1, lr: 1, warmupSteps: 0, beta: 1 } });
+}
+
 /** The arena's tasks of these settings, split into SFT, preference and eval tasks. */
 export function bootstrapTasks(settings: BootstrapSettings): BootstrapResult['tasks'] {
   const a = settings.arena;
@@ -166,8 +174,25 @@ export async function bootstrap(settings: BootstrapSettings, options: { cacheRoo
   const initDir = join(work, 'init');
   saveModel(initDir, { config, weights: initWeights(config, { seed: deriveSeed(settings.seed, 'init') }), tokenizerFiles: tokenizer.files });
 
+  // π_ref(0) depends on neither the judge nor the DPO stage: it has its own cache entry, so tuning those
+  // does not retrain it.
   const t0 = performance.now();
-  const sftHistory = await trainSft(initDir, join(work, 'sft'), sftData.map((e) => encodeSft(tokenizer, e.prompt, e.response)), settings, log);
+  const sftCache = resolve(options.cacheRoot, `sft-${sftSettingsHash(settings)}`);
+  let sftHistory: StepSummary[];
+  if (!options.rebuild && existsSync(join(sftCache, SFT_DONE_FILE))) {
+    verifyCheckpoint(join(sftCache, 'sft'));
+    cpSync(join(sftCache, 'sft'), join(work, 'sft'), { recursive: true });
+    sftHistory = (JSON.parse(readFileSync(join(sftCache, SFT_DONE_FILE), 'utf8')) as { history: StepSummary[] }).history;
+    log.info('sft π_ref(0) cached', { dir: sftCache });
+  } else {
+    sftHistory = await trainSft(initDir, join(work, 'sft'), sftData.map((e) => encodeSft(tokenizer, e.prompt, e.response)), settings, log);
+    const sftWork = `${sftCache}.tmp-${process.pid}`;
+    rmSync(sftWork, { recursive: true, force: true });
+    cpSync(join(work, 'sft'), join(sftWork, 'sft'), { recursive: true });
+    writeFileSync(join(sftWork, SFT_DONE_FILE), `${JSON.stringify({ history: sftHistory })}\n`);
+    rmSync(sftCache, { recursive: true, force: true });
+    renameSync(sftWork, sftCache);
+  }
   const sftSeconds = (performance.now() - t0) / 1000;
   rmSync(initDir, { recursive: true, force: true });
 

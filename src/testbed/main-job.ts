@@ -117,7 +117,7 @@ export interface AlphaWindowReport {
   after: SummaryStats;
   /** Shared-edge histograms of |y_w| − |y_l| at α = 0 and at the chosen α (paper Fig. 2). */
   histogram: { edges: number[]; before: number[]; after: number[] };
-  /** |mean(|y_w| − |y_l|)| as a step function of α, downsampled (paper Fig. 4); null for a fixed α. */
+  /** |mean(|y_w| − |y_l|)| as a step function of α on [0, 4α*], downsampled (paper Fig. 4); null for a fixed α. */
   landscape: Array<[number, number]> | null;
 }
 
@@ -313,13 +313,7 @@ function alphaReports(round: RoundSummary): AlphaWindowReport[] {
       hi = Math.max(hi, v);
     }
     const edges = histogram(before, { bins: 24, min: lo, max: hi }).edges;
-    const landscape = w.solution
-      ? downsample(
-          Array.from(w.solution.landscape.alphas, (a, j): [number, number] => [a, Math.abs(w.solution!.landscape.meanDiffs[j])]),
-          400,
-          w.solution.alpha,
-        )
-      : null;
+    const landscape = w.solution ? landscapeNear(w.solution.landscape, w.solution.alpha) : null;
     return [
       {
         round: round.round,
@@ -337,6 +331,18 @@ function alphaReports(round: RoundSummary): AlphaWindowReport[] {
       },
     ];
   });
+}
+
+/** |D(α)/G| on [0, 4α*] (the whole breakpoint range when α* = 0), downsampled to ≤ 400 steps: Fig. 4's view. */
+function landscapeNear(landscape: { alphas: Float64Array; meanDiffs: Float64Array }, alphaStar: number): Array<[number, number]> {
+  const all = Array.from(landscape.alphas, (a, j): [number, number] => [a, Math.abs(landscape.meanDiffs[j])]);
+  if (!(alphaStar > 0)) return downsample(all, 400, alphaStar);
+  const xMax = 4 * alphaStar;
+  const kept = all.filter(([a]) => a <= xMax);
+  // the step holding at xMax, so the curve reaches the right edge
+  const last = all.filter(([a]) => a <= xMax).at(-1);
+  if (last && last[0] < xMax) kept.push([xMax, last[1]]);
+  return downsample(kept, 400, alphaStar);
 }
 
 /**
