@@ -64,6 +64,13 @@ test('bootstrap: loadable π_ref(0) and π_θ(0) with their data, seeded, cached
   // Other settings, other cache entry.
   const changed = { ...settings, dpo: { ...settings.dpo, lr: settings.dpo.lr * 2 } };
   assert.notEqual(settingsHash(changed), settingsHash(settings));
+  // ... which reuses π_ref(0): the SFT stage is keyed without the DPO settings.
+  const retuned = await bootstrap(changed, { cacheRoot: join(root, 'a'), log: quiet });
+  assert.equal(retuned.cached, false);
+  assert.notEqual(retuned.dir, first.dir);
+  assert.equal(verifyCheckpoint(retuned.refDir).sha256, verifyCheckpoint(first.refDir).sha256);
+  assert.deepEqual(retuned.history.sft, first.history.sft);
+  assert.notEqual(verifyCheckpoint(retuned.policyDir).sha256, verifyCheckpoint(first.policyDir).sha256);
 
   // A cache whose weights were changed is refused, not used.
   const weights = join(first.policyDir, 'model.safetensors');
