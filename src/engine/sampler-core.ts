@@ -2,9 +2,9 @@ import type { InferenceSession } from 'onnxruntime-node';
 import { buildDecodeStepGraph, pastKeyName, pastValueName, presentKeyName, presentValueName } from '../model/llama-graph.ts';
 import type { LlamaConfig } from '../model/llama-config.ts';
 import type { Weights } from '../model/tensor.ts';
-import { serializeModel } from '../onnx/builder.ts';
 import { createSession, runSession, type SessionConfig } from '../onnx/session.ts';
 import { deriveSeed, Rng } from '../util/random.ts';
+import { engineModel } from './engine-weights.ts';
 import { gatherRows, KvBatch } from './sampler-kv-batch.ts';
 import { checkSamplingParams, logSumExp, sampleToken, type SamplingParams } from './sampling.ts';
 
@@ -85,11 +85,14 @@ export class SamplerCore {
     private readonly session: InferenceSession,
   ) {}
 
-  /** `releaseWeights`: empty the weights map once the graph is serialized, so its memory can go before onnxruntime loads its copy. */
-  static async create(config: LlamaConfig, weights: Weights, session: SessionConfig = {}, releaseWeights = false): Promise<SamplerCore> {
-    const bytes = serializeModel(buildDecodeStepGraph(config, weights));
-    if (releaseWeights) weights.clear();
-    return new SamplerCore(config, await createSession(bytes, session));
+  /**
+   * `releaseWeights`: empty the weights map once the graph is serialized, so its memory goes before
+   * onnxruntime loads its copy. `weightsDir`: the model directory the weights were read from
+   * (unchanged); onnxruntime then reads the float32 tensors from its safetensors files itself.
+   */
+  static async create(config: LlamaConfig, weights: Weights, session: SessionConfig = {}, releaseWeights = false, weightsDir?: string): Promise<SamplerCore> {
+    const model = await engineModel(() => buildDecodeStepGraph(config, weights), weights, { weightsDir, releaseWeights });
+    return new SamplerCore(config, await createSession(model.bytes, { ...session, configEntries: { ...model.configEntries, ...session.configEntries } }));
   }
 
   async generate(requests: GenerateRequest[], params: GenerateParams): Promise<GenerateResult[]> {

@@ -2,8 +2,8 @@ import type { InferenceSession } from 'onnxruntime-node';
 import { buildTeacherForcedGraph } from '../model/llama-graph.ts';
 import type { LlamaConfig } from '../model/llama-config.ts';
 import type { Weights } from '../model/tensor.ts';
-import { serializeModel } from '../onnx/builder.ts';
 import { createSession, runSession, type SessionConfig } from '../onnx/session.ts';
+import { engineModel } from './engine-weights.ts';
 
 /**
  * Teacher-forced sequence log-probs of responses given prompts, in the calling thread (the worker in
@@ -35,11 +35,10 @@ export class ScorerCore {
     private readonly session: InferenceSession,
   ) {}
 
-  /** `releaseWeights`: empty the weights map once the graph is serialized (see SamplerCore.create). */
-  static async create(config: LlamaConfig, weights: Weights, session: SessionConfig = {}, releaseWeights = false): Promise<ScorerCore> {
-    const bytes = serializeModel(buildTeacherForcedGraph(config, weights));
-    if (releaseWeights) weights.clear();
-    return new ScorerCore(config, await createSession(bytes, session));
+  /** `releaseWeights`, `weightsDir`: see SamplerCore.create. */
+  static async create(config: LlamaConfig, weights: Weights, session: SessionConfig = {}, releaseWeights = false, weightsDir?: string): Promise<ScorerCore> {
+    const model = await engineModel(() => buildTeacherForcedGraph(config, weights), weights, { weightsDir, releaseWeights });
+    return new ScorerCore(config, await createSession(model.bytes, { ...session, configEntries: { ...model.configEntries, ...session.configEntries } }));
   }
 
   async score(items: ScoreItem[], params: ScoreParams = {}): Promise<ScoreResult[]> {

@@ -13,6 +13,12 @@ export interface SessionConfig {
   /** Intra-op threads. Fixed for determinism: parallel reductions may reorder sums. Default 1. */
   threads?: number;
   optimization?: 'disabled' | 'basic' | 'extended' | 'all';
+  /** onnxruntime's CPU memory arena (default true). Off: intermediates go back to the system after each run. */
+  memArena?: boolean;
+  /** Reuse of planned intermediate buffers across runs of equal shapes (default true). */
+  memPattern?: boolean;
+  /** Session config entries, e.g. { 'session.disable_prepacking': '1' }. */
+  configEntries?: Record<string, string>;
 }
 
 /** Throws a clear error when the provider is not available in this onnxruntime-node install. */
@@ -43,10 +49,25 @@ export async function createSession(model: Uint8Array, config: SessionConfig = {
       interOpNumThreads: 1,
       executionMode: 'sequential',
       graphOptimizationLevel: config.optimization ?? 'all',
+      enableCpuMemArena: config.memArena ?? true,
+      enableMemPattern: config.memPattern ?? true,
+      ...(config.configEntries ? { extra: unflatten(config.configEntries) } : {}),
     });
   } catch (err) {
     throw new Error(`onnxruntime could not load the graph on '${provider}': ${(err as Error).message}`);
   }
+}
+
+/** 'a.b.c' keys → nested objects: onnxruntime-node joins the `extra` object's keys with dots. */
+function unflatten(entries: Record<string, string>): Record<string, unknown> {
+  const root: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(entries)) {
+    const parts = key.split('.');
+    let node = root;
+    for (const p of parts.slice(0, -1)) node = (node[p] ??= {}) as Record<string, unknown>;
+    node[parts[parts.length - 1]] = value;
+  }
+  return root;
 }
 
 const ORT_TYPE: Partial<Record<DType, ort.Tensor.Type>> = {
