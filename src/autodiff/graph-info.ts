@@ -438,7 +438,8 @@ function inferShapes(node: GraphNode, info: GraphInfo): Array<Shape | undefined>
     case 'Range':
       return one([rangeLength(node, info)]);
     case 'NonZero':
-      return one([s(0)?.length ?? null, null]);
+      // the count is a runtime value of its own: a fresh symbol keeps values indexed by it comparable
+      return one([s(0)?.length ?? null, `nonzero_${node.outputs[0]}`]);
     default:
       return node.outputs.map(() => undefined);
   }

@@ -1,7 +1,7 @@
 import type { GraphBuilder } from '../onnx/builder.ts';
 import { Emitter, scalarTensor } from './emitter.ts';
 import { FLOAT_DTYPES, GraphInfo } from './graph-info.ts';
-import { VJP_RULES } from './vjp-rules.ts';
+import { VJP_RULES, fusableLogSoftmax, labelLogProbsVjp } from './vjp-rules.ts';
 
 /**
  * Reverse-mode autodiff over a GraphBuilder graph: appends the gradient of `loss` with respect to
@@ -68,6 +68,9 @@ export function gradients(g: GraphBuilder, request: GradientRequest): GradientRe
     return contributions.get(v)![0];
   };
   for (const [v, grad] of seeds) if (reachesLoss.has(v)) contribute(v, grad);
+  const readerCount = new Map<string, number>();
+  for (const node of forward) for (const i of node.inputs) readerCount.set(i, (readerCount.get(i) ?? 0) + 1);
+  const readers = (v: string) => (readerCount.get(v) ?? 0) + (seeds.has(v) ? 1 : 0);
 
   for (let n = forward.length - 1; n >= 0; n--) {
     const node = forward[n];
@@ -75,9 +78,20 @@ export function gradients(g: GraphBuilder, request: GradientRequest): GradientRe
     if (!node.inputs.some((_, k) => needs(k))) continue;
     const dy = node.outputs.map((o) => (reachesLoss.has(o) ? total(o) : undefined));
     if (dy.every((d) => d === undefined)) continue;
+    const logSoftmax = fusableLogSoftmax(e, node, readers);
+    if (logSoftmax && dy[0] && reachesLoss.has(logSoftmax.inputs[0])) {
+      // LogSoftmax → GatherElements as one op; the LogSoftmax then receives no gradient and is passed over
+      contribute(logSoftmax.inputs[0], labelLogProbsVjp(e, logSoftmax, node, dy[0]));
+      continue;
+    }
     const rule = VJP_RULES[node.opType];
     if (!rule) throw new Error(`autodiff: no gradient rule for op ${node.opType} (node ${node.name}); add one to src/autodiff/vjp-rules.ts`);
-    const dx = rule({ e, node, dy, needs });
+    const take = (k: number) => {
+      const t = total(node.inputs[k]);
+      contributions.delete(node.inputs[k]);
+      return t;
+    };
+    const dx = rule({ e, node, dy, needs, take });
     node.inputs.forEach((input, k) => {
       if (!needs(k)) return;
       const grad = dx[k];

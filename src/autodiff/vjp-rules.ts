@@ -16,6 +16,11 @@ export interface VjpArgs {
   dy: Array<string | undefined>;
   /** Whether input k needs a gradient. */
   needs: (k: number) => boolean;
+  /**
+   * The gradient contributions input k has received so far (from later nodes), handed over for the
+   * rule to fold into its own result, which then stands for them (undefined: none yet).
+   */
+  take: (k: number) => string | undefined;
 }
 
 export type VjpRule = (args: VjpArgs) => Array<string | undefined>;
@@ -240,13 +245,14 @@ export const VJP_RULES: Record<string, VjpRule> = {
   },
 
   // y[i..., :] = x[idx[i...], :] (axis 0, an embedding lookup):  dx[idx[i...], :] += dy[i..., :]
-  Gather: ({ e, node, dy, needs }) => {
+  // (scattered straight into x's other gradient when it has one: a tied lm_head's dW)
+  Gather: ({ e, node, dy, needs, take }) => {
     const axis = (node.attributes.axis as number | undefined) ?? 0;
     if (needs(0) && axis !== 0) throw new Error(`autodiff: ${node.name} (Gather axis=${axis}): only axis 0 is differentiable here`);
     const [x, idx] = node.inputs;
     if (!needs(0)) return [];
     const idxColumn = e.op('Unsqueeze', [idx, e.int64([-1])]);
-    return [e.op('ScatterND', [e.zerosLike(x), idxColumn, dyOf(node, dy)], { reduction: 'add' })];
+    return [e.op('ScatterND', [take(0) ?? e.zerosLike(x), idxColumn, dyOf(node, dy)], { reduction: 'add' })];
   },
 
   // y[i][j] = x[i][idx[i][j]] along axis:  dx[i][idx[i][j]] += dy[i][j]
@@ -310,6 +316,31 @@ export const VJP_RULES: Record<string, VjpRule> = {
     return [e.op('Concat', pieces, { axis })];
   },
 };
+
+/**
+ * Label log-probs, p = GatherElements(LogSoftmax(z), idx) along the same axis, differentiated as one
+ * op:  dz = dy_logsoftmax − softmax(z)·Σ dy_logsoftmax  with dy_logsoftmax = scatter(dp), i.e.
+ *   dz = scatter_add(−exp(y) · Σ_axis dp, idx, dp)
+ * — two vocabulary-sized temporaries where the two rules apart make five.
+ */
+export function labelLogProbsVjp(e: Emitter, logSoftmax: GraphNode, gather: GraphNode, dp: string): string {
+  const y = y0(logSoftmax);
+  const axis = normAxis((gather.attributes.axis as number | undefined) ?? 0, e.info.requireRank(y, `label log-probs backward of ${gather.name}`));
+  const base = e.mul(e.exp(y), e.neg(e.sumAxes(dp, [axis], true)));
+  return e.op('ScatterElements', [base, gather.inputs[1], dp], { axis, reduction: 'add' });
+}
+
+/** The LogSoftmax whose output only this GatherElements reads, along the same axis (see labelLogProbsVjp). */
+export function fusableLogSoftmax(e: Emitter, gather: GraphNode, readers: (v: string) => number): GraphNode | undefined {
+  if (gather.opType !== 'GatherElements') return undefined;
+  const ls = e.info.producer.get(gather.inputs[0]);
+  if (!ls || ls.opType !== 'LogSoftmax' || readers(gather.inputs[0]) !== 1) return undefined;
+  const rank = e.info.rank(gather.inputs[0]);
+  if (rank === undefined) return undefined;
+  const lsAxis = normAxis((ls.attributes.axis as number | undefined) ?? -1, rank);
+  const gAxis = normAxis((gather.attributes.axis as number | undefined) ?? 0, rank);
+  return lsAxis === gAxis ? ls : undefined;
+}
 
 function sliceBackward(e: Emitter, node: GraphNode, g: string): string {
   const [x, startsV, endsV, axesV, stepsV] = node.inputs;

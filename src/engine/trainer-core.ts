@@ -5,6 +5,7 @@ import type { HostTensor, Weights } from '../model/tensor.ts';
 import { serializeModel, GraphBuilder } from '../onnx/builder.ts';
 import { checkProvider, toOrt, type ExecutionProvider } from '../onnx/session.ts';
 import { emitLlamaForward } from '../model/llama-graph.ts';
+import { emitResponsePositions } from '../losses/response-positions.ts';
 import { emitSequenceLogps } from '../losses/sequence-logps.ts';
 import { ADAMW_DEFAULTS, type AdamWConfig } from '../optim/adamw.ts';
 import { learningRateAt } from '../optim/schedule.ts';
@@ -177,15 +178,17 @@ export class TrainerCore {
     const ids = g.input('input_ids', 'int64', ['rows', 'seq']);
     const mask = g.input('attention_mask', 'int64', ['rows', 'seq']);
     const resp = g.input('response_mask', this.dtype, ['rows', 'seq_minus_1']);
+    const at = emitResponsePositions(g, resp);
     const { logProbs } = emitLlamaForward(g, this.config, {
       dtype: this.dtype,
       inputIds: ids,
       attentionMask: mask,
+      predictAt: at.index,
       maxPositions: this.options.maxPositions,
       linear: 'gemm',
       weight: (name, shape) => g.input(name, this.dtype, shape),
     });
-    g.output(emitSequenceLogps(g, logProbs, resp), this.dtype, ['rows'], 'policy_logps');
+    g.output(emitSequenceLogps(g, logProbs, at), this.dtype, ['rows'], 'policy_logps');
     return g;
   }
 

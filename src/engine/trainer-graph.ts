@@ -3,6 +3,7 @@ import type { LlamaConfig } from '../model/llama-config.ts';
 import { emitLlamaForward, llamaParameterShapes, type FloatDType } from '../model/llama-graph.ts';
 import { gradients } from '../autodiff/reverse.ts';
 import { emitPreferenceLoss, type PreferenceLossKind } from '../losses/preference.ts';
+import { emitResponsePositions } from '../losses/response-positions.ts';
 import { emitSequenceLogps } from '../losses/sequence-logps.ts';
 import { emitSftLoss } from '../losses/sft.ts';
 import { emitAdamW, type AdamWConfig } from '../optim/adamw.ts';
@@ -59,10 +60,13 @@ function emitLossAndGrads(g: GraphBuilder, spec: TrainGraphSpec): Map<string, st
   const attentionMask = g.input('attention_mask', 'int64', ['rows', 'seq']);
   const responseMask = g.input('response_mask', dtype, ['rows', 'seq_minus_1']);
   const lossWeight = g.input('loss_weight', dtype, []);
+  // the lm_head and log-softmax run on response positions only: prompt positions carry no loss
+  const at = emitResponsePositions(g, responseMask);
   const { logProbs } = emitLlamaForward(g, config, {
     dtype,
     inputIds,
     attentionMask,
+    predictAt: at.index,
     maxPositions: spec.maxPositions,
     linear: spec.linear ?? 'gemm',
     weight: (name, shape) => {
@@ -72,13 +76,13 @@ function emitLossAndGrads(g: GraphBuilder, spec: TrainGraphSpec): Map<string, st
     },
   });
   for (const name of shapes.keys()) if (!params.has(name)) params.set(name, g.input(name, dtype, shapes.get(name)!));
-  const seqLogps = emitSequenceLogps(g, logProbs, responseMask);
+  const seqLogps = emitSequenceLogps(g, logProbs, at);
   g.output(seqLogps, dtype, ['rows'], 'policy_logps');
   const sum = (v: string) => g.op1('ReduceSum', [v], { keepdims: 0 });
 
   let lossSum: string;
   if (spec.loss === 'sft') {
-    const sft = emitSftLoss(g, logProbs, responseMask);
+    const sft = emitSftLoss(g, logProbs, at, responseMask);
     lossSum = sft.lossSum;
     g.output(sft.tokens, dtype, [], 'units');
     for (const name of ['correct_sum', 'margin_sum', 'chosen_reward_sum', 'rejected_reward_sum']) g.output(g.scalar(0, dtype), dtype, [], name);

@@ -45,6 +45,11 @@ export interface TeacherForcedOptions extends LlamaEmitOptions {
   attentionMask: string;
   /** Also return logits [B,T,V] (otherwise the lm_head runs on the first T−1 positions only). */
   logits?: boolean;
+  /**
+   * Only these predicting positions: int64 [R] flat indices into the B×(T−1) positions that predict a
+   * next token. The lm_head then runs on R rows and logProbs is [R] (training: response tokens only).
+   */
+  predictAt?: string;
 }
 
 export interface KvPair {
@@ -63,7 +68,15 @@ export interface DecodeStepOptions extends LlamaEmitOptions {
   past: KvPair[];
   /** 'logits' (default) or 'logProbs' for the last position. */
   last?: 'logits' | 'logProbs';
+  /**
+   * 'concat' (default): present K/V = past ++ new, returned whole. 'append': the past is attended
+   * as given (a preallocated cache whose unused columns the mask hides) and only the new K/V are
+   * returned, for the caller to write into its cache: no per-step copy of the whole cache.
+   */
+  cache?: KvCacheMode;
 }
+
+export type KvCacheMode = 'concat' | 'append';
 
 /** The HF tensor names of a config with their shapes (what `weight()` will be asked for). */
 export function llamaParameterShapes(cfg: LlamaConfig): Map<string, number[]> {
@@ -186,21 +199,22 @@ class Emitter {
    * Self-attention of layer i on normalised x [B,S,D]; `bias` [B,1,S,L] is 0 where a key may be
    * attended and very negative elsewhere. With `past` ([B,kvH,P,hd] each), keys are past ++ new.
    */
-  attention(i: number, x: string, rope: { cos: string; sin: string }, bias: string, past?: KvPair): { out: string; present: KvPair } {
+  attention(i: number, x: string, rope: { cos: string; sin: string }, bias: string, past?: KvPair, cache: KvCacheMode = 'concat'): { out: string; present: KvPair } {
     const { g, cfg } = this;
     const p = `model.layers.${i}.self_attn`;
     const b = (n: string) => (cfg.attentionBias ? `${p}.${n}_proj.bias` : undefined);
     const q = this.applyRope(this.splitHeads(this.linear(x, `${p}.q_proj.weight`, b('q')), cfg.numHeads), rope);
     let k = this.applyRope(this.splitHeads(this.linear(x, `${p}.k_proj.weight`, b('k')), cfg.numKvHeads), rope);
     let v = this.splitHeads(this.linear(x, `${p}.v_proj.weight`, b('v')), cfg.numKvHeads);
+    const hd = cfg.headDim;
+    // GQA without copying K/V: query heads h = kv*rep + r share kv head `kv`, so group them:
+    // q [B,H,S,hd] → [B,kvH,rep*S,hd] and multiply by k [B,kvH,L,hd] directly.
+    const qg = g.op1('Reshape', [q, g.int64([0, cfg.numKvHeads, -1, hd])]);
+    if (past && cache === 'append') return { out: this.attendPastAndNew(i, qg, k, v, bias, past), present: { key: k, value: v } };
     if (past) {
       k = g.op1('Concat', [past.key, k], { axis: 2 });
       v = g.op1('Concat', [past.value, v], { axis: 2 });
     }
-    // GQA without copying K/V: query heads h = kv*rep + r share kv head `kv`, so group them:
-    // q [B,H,S,hd] → [B,kvH,rep*S,hd] and multiply by k [B,kvH,L,hd] directly.
-    const hd = cfg.headDim;
-    const qg = g.op1('Reshape', [q, g.int64([0, cfg.numKvHeads, -1, hd])]);
     const scores = g.op1('Mul', [g.op1('MatMul', [qg, g.op1('Transpose', [k], { perm: [0, 1, 3, 2] })]), this.scalar(1 / Math.sqrt(hd))]);
     const perHead = g.op1('Reshape', [scores, g.int64([0, cfg.numHeads, -1, 0])]); // [B,H,S,L]
     const probs = g.op1('Softmax', [g.op1('Add', [perHead, bias])], { axis: -1 });
@@ -208,6 +222,28 @@ class Emitter {
     const ctx = g.op1('Reshape', [g.op1('MatMul', [grouped, v]), g.int64([0, cfg.numHeads, -1, hd])]); // [B,H,S,hd]
     const merged = g.op1('Reshape', [g.op1('Transpose', [ctx], { perm: [0, 2, 1, 3] }), g.int64([0, 0, cfg.numHeads * hd])]);
     return { out: this.linear(merged, `${p}.o_proj.weight`), present: { key: k, value: v } };
+  }
+
+  /**
+   * Attention over past ++ new keys without forming past ++ new: scores against each part, one
+   * softmax over both, then the two weighted sums added. qg [B,kvH,rep*S,hd]; k, v new [B,kvH,S,hd].
+   */
+  private attendPastAndNew(i: number, qg: string, k: string, v: string, bias: string, past: KvPair): string {
+    const { g, cfg } = this;
+    const hd = cfg.headDim;
+    const scoresOf = (keys: string) => g.op1('MatMul', [qg, g.op1('Transpose', [keys], { perm: [0, 1, 3, 2] })]);
+    const scores = g.op1('Mul', [g.op1('Concat', [scoresOf(past.key), scoresOf(k)], { axis: -1 }), this.scalar(1 / Math.sqrt(hd))]);
+    const perHead = g.op1('Reshape', [scores, g.int64([0, cfg.numHeads, -1, 0])]); // [B,H,S,P+S]
+    const probs = g.op1('Softmax', [g.op1('Add', [perHead, bias])], { axis: -1 });
+    const grouped = g.op1('Reshape', [probs, g.int64([0, cfg.numKvHeads, -1, 0])]); // [B,kvH,rep*S,P+S]
+    const P = g.op1('Shape', [past.key], { start: 2, end: 3 });
+    const axis = g.int64([3]);
+    const onPast = g.op1('Slice', [grouped, g.int64([0]), P, axis]);
+    const onNew = g.op1('Slice', [grouped, P, g.int64([INT64_MAX_SAFE]), axis]);
+    const ctxGrouped = g.op1('Add', [g.op1('MatMul', [onPast, past.value]), g.op1('MatMul', [onNew, v])]);
+    const ctx = g.op1('Reshape', [ctxGrouped, g.int64([0, cfg.numHeads, -1, hd])]); // [B,H,S,hd]
+    const merged = g.op1('Reshape', [g.op1('Transpose', [ctx], { perm: [0, 2, 1, 3] }), g.int64([0, 0, cfg.numHeads * hd])]);
+    return this.linear(merged, `model.layers.${i}.self_attn.o_proj.weight`);
   }
 
   mlp(i: number, x: string): string {
@@ -219,14 +255,14 @@ class Emitter {
   }
 
   /** Embedding → decoder layers → hidden states [B,S,D] (before the final norm). */
-  decoder(inputIds: string, positions: string, bias: string, past?: KvPair[]): { hidden: string; present: KvPair[] } {
+  decoder(inputIds: string, positions: string, bias: string, past?: KvPair[], cache?: KvCacheMode): { hidden: string; present: KvPair[] } {
     const g = this.g;
     let h = g.op1('Gather', [this.w('model.embed_tokens.weight'), inputIds], { axis: 0 });
     const rope = this.rope(positions);
     const present: KvPair[] = [];
     for (let i = 0; i < this.cfg.numLayers; i++) {
       const p = `model.layers.${i}`;
-      const att = this.attention(i, this.rmsNorm(h, `${p}.input_layernorm.weight`), rope, bias, past?.[i]);
+      const att = this.attention(i, this.rmsNorm(h, `${p}.input_layernorm.weight`), rope, bias, past?.[i], cache);
       present.push(att.present);
       h = g.op1('Add', [h, att.out]);
       h = g.op1('Add', [h, this.mlp(i, this.rmsNorm(h, `${p}.post_attention_layernorm.weight`))]);
@@ -269,6 +305,14 @@ export function emitLlamaForward(g: GraphBuilder, cfg: LlamaConfig, opts: Teache
   const positions = g.op1('Mul', [g.op1('Sub', [g.op1('CumSum', [mask, g.int64([1], [])]), g.int64([1], [])]), mask]);
   const { hidden } = e.decoder(opts.inputIds, positions, e.maskBias(mask, opts.inputIds));
   const sliceT = (x: string, start: number, end: number) => g.op1('Slice', [x, g.int64([start]), g.int64([end]), g.int64([1])]);
+  if (opts.predictAt) {
+    // [R,1,D] hidden states of the chosen positions (the final norm is per position, so it commutes)
+    const flat = (x: string, inner: number[]) => g.op1('Reshape', [x, g.int64([-1, ...inner])]);
+    const chosen = g.op1('Gather', [flat(sliceT(hidden, 0, -1), [1, cfg.hiddenSize]), opts.predictAt], { axis: 0 });
+    const targets = g.op1('Gather', [flat(sliceT(opts.inputIds, 1, INT64_MAX_SAFE), [1, 1]), opts.predictAt], { axis: 0 }); // [R,1,1]
+    const picked = g.op1('GatherElements', [g.op1('LogSoftmax', [e.lmHead(chosen)], { axis: -1 }), targets], { axis: -1 });
+    return { logProbs: g.op1('Reshape', [picked, g.int64([-1])]) };
+  }
   let logits: string | undefined;
   let predicting: string; // logits [B,T-1,V] at positions that predict a next token
   if (opts.logits) {
@@ -284,11 +328,11 @@ export function emitLlamaForward(g: GraphBuilder, cfg: LlamaConfig, opts: Teache
   return logits ? { logProbs, logits } : { logProbs };
 }
 
-/** Graph B: one decode step; returns last-position logits (or log-probs) [B,V] and present K/V per layer. */
+/** Graph B: one decode step; returns last-position logits (or log-probs) [B,V] and present (or, with cache 'append', new) K/V per layer. */
 export function emitLlamaDecodeStep(g: GraphBuilder, cfg: LlamaConfig, opts: DecodeStepOptions): { last: string; present: KvPair[] } {
   if (opts.past.length !== cfg.numLayers) throw new Error(`decode step: ${opts.past.length} past K/V pairs for ${cfg.numLayers} layers`);
   const e = new Emitter(g, cfg, opts);
-  const { hidden, present } = e.decoder(opts.inputIds, opts.positionIds, e.maskBias(opts.attentionMask, opts.inputIds), opts.past);
+  const { hidden, present } = e.decoder(opts.inputIds, opts.positionIds, e.maskBias(opts.attentionMask, opts.inputIds), opts.past, opts.cache);
   const lastHidden = g.op1('Slice', [hidden, g.int64([-1]), g.int64([INT64_MAX_SAFE]), g.int64([1])]);
   const logits = g.op1('Reshape', [e.lmHead(lastHidden), g.int64([0, -1])]);
   const last = opts.last === 'logProbs' ? g.op1('LogSoftmax', [logits], { axis: -1 }) : logits;
@@ -337,13 +381,17 @@ export const pastKeyName = (i: number) => `past_key.${i}`;
 export const pastValueName = (i: number) => `past_value.${i}`;
 export const presentKeyName = (i: number) => `present_key.${i}`;
 export const presentValueName = (i: number) => `present_value.${i}`;
+/** Outputs of the decode-step graph built with cache 'append': the new tokens' K/V only. */
+export const newKeyName = (i: number) => `new_key.${i}`;
+export const newValueName = (i: number) => `new_value.${i}`;
 
 /**
  * Graph B as a whole model: inputs input_ids [B,S], position_ids [B,S], attention_mask [B,P+S],
  * past_key.i / past_value.i [B,kvH,P,hd]; outputs logits (or log_probs) [B,V] for the last position and
- * present_key.i / present_value.i [B,kvH,P+S,hd].
+ * present_key.i / present_value.i [B,kvH,P+S,hd] (cache 'concat', the default) or new_key.i /
+ * new_value.i [B,kvH,S,hd] (cache 'append').
  */
-export function buildDecodeStepGraph(cfg: LlamaConfig, weights: Weights, opts: BuildOptions & { last?: 'logits' | 'logProbs' } = {}): GraphBuilder {
+export function buildDecodeStepGraph(cfg: LlamaConfig, weights: Weights, opts: BuildOptions & { last?: 'logits' | 'logProbs'; cache?: KvCacheMode } = {}): GraphBuilder {
   const dtype = opts.dtype ?? 'float32';
   const g = new GraphBuilder('llama_decode_step');
   const inputIds = g.input('input_ids', 'int64', ['batch', 'new']);
@@ -354,12 +402,13 @@ export function buildDecodeStepGraph(cfg: LlamaConfig, weights: Weights, opts: B
   for (let i = 0; i < cfg.numLayers; i++) {
     past.push({ key: g.input(pastKeyName(i), dtype, kvShape), value: g.input(pastValueName(i), dtype, kvShape) });
   }
-  const out = emitLlamaDecodeStep(g, cfg, { dtype, weight: initializerWeights(g, weights, dtype), inputIds, positionIds, attentionMask, past, last: opts.last, maxPositions: opts.maxPositions, linear: opts.linear ?? 'gemm' });
+  const out = emitLlamaDecodeStep(g, cfg, { dtype, weight: initializerWeights(g, weights, dtype), inputIds, positionIds, attentionMask, past, last: opts.last, maxPositions: opts.maxPositions, linear: opts.linear ?? 'gemm', cache: opts.cache });
   g.output(out.last, dtype, ['batch', cfg.vocabSize], opts.last === 'logProbs' ? 'log_probs' : 'logits');
-  const presentShape = ['batch', cfg.numKvHeads, 'total', cfg.headDim];
+  const append = opts.cache === 'append';
+  const presentShape = ['batch', cfg.numKvHeads, append ? 'new' : 'total', cfg.headDim];
   out.present.forEach((kv, i) => {
-    g.output(kv.key, dtype, presentShape, presentKeyName(i));
-    g.output(kv.value, dtype, presentShape, presentValueName(i));
+    g.output(kv.key, dtype, presentShape, append ? newKeyName(i) : presentKeyName(i));
+    g.output(kv.value, dtype, presentShape, append ? newValueName(i) : presentValueName(i));
   });
   return g;
 }

@@ -147,6 +147,21 @@ const composites: Record<string, FdCase> = {
       return g.op1('Add', [g.op1('Mul', [x.q, x.cos]), g.op1('Mul', [rot, x.sin])]);
     },
   },
+  'label log-probs (LogSoftmax → GatherElements, one fused rule)': {
+    inputs: { z: { shape: [2, 3, 5] }, labels: { shape: [2, 3, 1], dtype: 'int64', data: [4, 0, 2, 2, 2, 1], fixed: true } },
+    build: (g, x) => g.op1('GatherElements', [g.op1('LogSoftmax', [x.z], { axis: -1 }), x.labels], { axis: 2 }),
+  },
+  'label log-probs with the log-softmax also read elsewhere (rules apart)': {
+    inputs: { z: { shape: [2, 4] }, labels: { shape: [2, 2], dtype: 'int64', data: [3, 3, 0, 1], fixed: true } },
+    build: (g, x) => {
+      const ls = g.op1('LogSoftmax', [x.z], { axis: 1 });
+      return g.op1('Add', [g.op1('GatherElements', [ls, x.labels], { axis: 1 }), g.op1('Slice', [ls, g.int64([0]), g.int64([2]), g.int64([1])])]);
+    },
+  },
+  'Gather into a value with another gradient (tied embedding and lm_head)': {
+    inputs: { emb: { shape: [5, 3] }, ids: { shape: [2, 2], dtype: 'int64', data: [0, 3, 3, 1], fixed: true } },
+    build: (g, x) => g.op1('MatMul', [g.op1('Gather', [x.emb, x.ids], { axis: 0 }), g.op1('Transpose', [x.emb], { perm: [1, 0] })]),
+  },
   'SiLU (x * Sigmoid(x))': { inputs: { a: { shape: [7] } }, build: (g, x) => g.op1('Mul', [x.a, g.op1('Sigmoid', [x.a])]) },
   'log-sigmoid (-Softplus(-x))': { inputs: { a: { shape: [7] } }, build: (g, x) => g.op1('Neg', [g.op1('Softplus', [g.op1('Neg', [x.a])])]) },
 };

@@ -4,6 +4,8 @@ import { GraphBuilder, serializeModel } from '../../src/onnx/builder.ts';
 import { createSession, runSession } from '../../src/onnx/session.ts';
 import { emitPreferenceLoss, type PreferenceLossKind } from '../../src/losses/preference.ts';
 import { emitSftLoss } from '../../src/losses/sft.ts';
+import { emitSequenceLogps } from '../../src/losses/sequence-logps.ts';
+import { emitResponsePositions } from '../../src/losses/response-positions.ts';
 import { fdCheck } from '../autodiff/fd-check.ts';
 
 // Each loss against its formula written out in plain JS, and its gradient against finite differences.
@@ -76,19 +78,24 @@ for (const kind of Object.keys(reference) as PreferenceLossKind[]) {
   });
 }
 
-test('SFT loss is the summed token NLL over the response mask', async () => {
+test('SFT loss and sequence log-probs sum the token log-probs at the response positions', async () => {
   const g = new GraphBuilder('sft');
-  const lp = g.input('lp', 'float64', [2, 3]);
-  const mask = g.input('mask', 'float64', [2, 3]);
-  const out = emitSftLoss(g, lp, mask);
+  const lp = g.input('lp', 'float64', [3, 3]);
+  const mask = g.input('mask', 'float64', [3, 3]);
+  const at = emitResponsePositions(g, mask);
+  // the losses get log-probs at the response positions only (as the lm_head computes them)
+  const tokenLogps = g.op1('Gather', [g.op1('Reshape', [lp, g.int64([-1])]), at.index], { axis: 0 });
+  const out = emitSftLoss(g, tokenLogps, at, mask);
   g.output(out.lossSum, 'float64', [], 'loss');
   g.output(out.tokens, 'float64', [], 'tokens');
+  g.output(emitSequenceLogps(g, tokenLogps, at), 'float64', [3], 'seq');
   const r = await runSession(await createSession(serializeModel(g)), {
-    lp: { dtype: 'float64', shape: [2, 3], data: Float64Array.of(-1, -2, -3, -4, -5, -6) },
-    mask: { dtype: 'float64', shape: [2, 3], data: Float64Array.of(0, 1, 1, 1, 0, 0) },
+    lp: { dtype: 'float64', shape: [3, 3], data: Float64Array.of(-1, -2, -3, -4, -5, -6, -7, -8, -9) },
+    mask: { dtype: 'float64', shape: [3, 3], data: Float64Array.of(0, 1, 1, 1, 0, 0, 0, 0, 1) },
   });
-  assert.equal(r.loss.data[0], 2 + 3 + 4);
-  assert.equal(r.tokens.data[0], 3);
+  assert.equal(r.loss.data[0], 2 + 3 + 4 + 9);
+  assert.equal(r.tokens.data[0], 4);
+  assert.deepEqual(Array.from(r.seq.data as Float64Array), [-5, -4, -9]);
 });
 
 test('rdpo without lengths and kto without a reference point are refused', () => {
