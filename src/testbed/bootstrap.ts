@@ -80,13 +80,16 @@ export const ARENA_POLICIES: PolicySpec[] = [
 export const DEFAULT_BOOTSTRAP: BootstrapSettings = {
   seed: 1,
   threads: 1,
-  // add and lookup need arithmetic / induction a model this small does not learn in minutes: left out.
-  arena: { families: ['reverse', 'upper', 'count'], sftTasks: 8000, sftPerTask: 1, preferenceTasks: 1200, evalTasks: 250 },
+  // add and lookup need arithmetic / induction a model this small does not learn in minutes; reverse is
+  // learnt only partly, and DPO's push toward upper case (from the upper family) leaks into its answers.
+  arena: { families: ['upper', 'count'], sftTasks: 8000, sftPerTask: 1, preferenceTasks: 1200, evalTasks: 250 },
   judge: { ...DEFAULT_JUDGE },
   policies: ARENA_POLICIES,
   model: { hiddenSize: 96, intermediateSize: 256, numLayers: 3, numHeads: 4, numKvHeads: 2 },
-  sft: { steps: 3000, batch: 32, lr: 2e-3, warmupSteps: 50 },
-  dpo: { steps: 120, batch: 32, lr: 1e-4, warmupSteps: 10, beta: 0.1 },
+  sft: { steps: 2000, batch: 32, lr: 2e-3, warmupSteps: 50 },
+  // A gentle DPO: at lr 1e-4 π_θ(0) puts visible mass on degenerate answers that π_ref(0) finds very
+  // unlikely, and the implicit reward then ranks those first.
+  dpo: { steps: 120, batch: 32, lr: 3e-5, warmupSteps: 10, beta: 0.1 },
 };
 
 export interface BootstrapResult {

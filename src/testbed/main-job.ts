@@ -59,7 +59,7 @@ export const DEFAULT_MAIN_JOB: MainJobSettings = {
     'replay.gamma': 0.5,
     'train.steps': 40,
     'train.batch': 32,
-    'train.lr': 1e-4,
+    'train.lr': 5e-5,
     'train.warmupSteps': 5,
   },
   eval: { samplesPerPrompt: 4, temperature: 0.7, topP: 0.9, maxNewTokens: 32 },
