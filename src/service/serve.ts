@@ -1,5 +1,5 @@
 import { join, resolve } from 'node:path';
-import { BehaviorSubject, concatMap, filter, firstValueFrom, from, lastValueFrom, Observable, takeUntil, toArray } from 'rxjs';
+import { BehaviorSubject, concatMap, filter, firstValueFrom, from, lastValueFrom, map, Observable, Subject, takeUntil, toArray } from 'rxjs';
 import type { Bus, TopicRecords } from '../../topics/bus.ts';
 import { batchesTopic, batchKey } from '../../topics/batches.ts';
 import { checkpointsTopic, type Checkpoint } from '../../topics/checkpoints.ts';
@@ -12,6 +12,7 @@ import { samplesTopic, type SamplesGroup } from '../../topics/samples.ts';
 import { scoredTopic, type ScoredGroup } from '../../topics/scored.ts';
 import { buildWindow } from '../../operators/alpha.ts';
 import { batchUpTo } from '../../operators/batch-up-to.ts';
+import { switchEngines, type ActiveEngine } from '../../operators/checkpoint.ts';
 import type { Rejected } from '../../operators/ports.ts';
 import { replay } from '../../operators/replay.ts';
 import { sampleBatch } from '../../operators/sample.ts';
@@ -177,30 +178,32 @@ class StoppedError extends Error {
   }
 }
 
-/** One engine per model version at a time: reopened when the version moves on. */
-class EngineSlot<E extends { close(): Promise<void> }> {
-  private current: { version: number; engine: Promise<E> } | null = null;
-
-  constructor(private readonly open: (version: number) => Promise<E>) {}
-
-  get(version: number): Promise<E> {
-    if (this.current?.version !== version) {
-      const old = this.current;
-      this.current = { version, engine: this.open(version) };
-      void old?.engine.then((e) => e.close());
-    }
-    return this.current.engine;
-  }
-
-  async close(): Promise<void> {
-    await (await this.current?.engine)?.close();
-    this.current = null;
-  }
+/** Pull-style access to the checkpoint operator: the engine of a version, opened on first request, replacing the previous one. */
+function engineSwitch<E extends { close(): Promise<void> }>(open: (version: number) => Promise<E>): { get(version: number): Promise<E>; close(): Promise<void> } {
+  const requests = new Subject<number>();
+  const active = new BehaviorSubject<ActiveEngine<E> | null>(null);
+  const finished = new Promise<void>((resolvePromise, reject) => {
+    requests.pipe(switchEngines(open)).subscribe({ next: (a) => active.next(a), error: reject, complete: resolvePromise });
+  });
+  finished.catch(() => undefined); // surfaced through get()/close()
+  return {
+    get(version) {
+      requests.next(version);
+      return Promise.race([
+        firstValueFrom(active.pipe(filter((a): a is ActiveEngine<E> => a?.version === version), map((a) => a.engine))),
+        finished.then(() => Promise.reject(new Error(`engine for version ${version}: closed`))),
+      ]);
+    },
+    close() {
+      requests.complete();
+      return finished;
+    },
+  };
 }
 
 async function samplerRole(ctx: RoleContext): Promise<void> {
   const { bus, config, lineage, T, N, metrics, log } = ctx;
-  const engines = new EngineSlot((v) => Sampler.open({ modelDir: lineage.get(v).location, ...engineOptions(config) }));
+  const engines = engineSwitch((v) => Sampler.open({ modelDir: lineage.get(v).location, ...engineOptions(config) }));
   const taken = new Map<number, number>();
   /** A slot for one prompt under the latest version; waits for the next checkpoint once this process took N. */
   const slot = async (): Promise<number | null> => {
@@ -256,7 +259,7 @@ async function samplerRole(ctx: RoleContext): Promise<void> {
 
 async function scorerRole(ctx: RoleContext): Promise<void> {
   const { bus, config, lineage, T, metrics, log } = ctx;
-  const engines = new EngineSlot((v) => Scorer.open({ modelDir: lineage.get(v).location, ...engineOptions(config) }));
+  const engines = engineSwitch((v) => Scorer.open({ modelDir: lineage.get(v).location, ...engineOptions(config) }));
   let stale = 0;
   try {
     const counts = await runPerRecordStage<SamplesGroup, ScoredGroup>({

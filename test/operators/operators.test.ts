@@ -1,12 +1,13 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { from, lastValueFrom, map, toArray } from 'rxjs';
+import { from, lastValueFrom, map, Subject, tap, toArray } from 'rxjs';
 import { TestScheduler } from 'rxjs/testing';
 import { batchUpTo } from '../../operators/batch-up-to.ts';
 import { sample } from '../../operators/sample.ts';
 import { score } from '../../operators/score.ts';
 import { alphaPairs, buildWindow } from '../../operators/alpha.ts';
 import { replay } from '../../operators/replay.ts';
+import { switchEngines } from '../../operators/checkpoint.ts';
 import type { SamplerPort, ScorerPort } from '../../operators/ports.ts';
 import type { PromptRecord } from '../../topics/prompts.ts';
 import type { SamplesGroup } from '../../topics/samples.ts';
@@ -216,4 +217,26 @@ test('the exact α* matches a brute-force grid on operator windows', () => {
   const packed = packGroups(groups.map((g) => ({ rewards: g.responses.map((r) => r.reward), lengths: g.responses.map((r) => r.charLength) })));
   const exact = solveAlpha(packed);
   assert.equal(w.alpha, exact.alpha);
+});
+
+test('switchEngines: one engine per new version, the old one closed once the new one is open', async () => {
+  const log: string[] = [];
+  const versions = new Subject<number>();
+  const seen: number[] = [];
+  const done = lastValueFrom(
+    versions.pipe(
+      switchEngines(async (v) => {
+        log.push(`open ${v}`);
+        await new Promise((r) => setTimeout(r, 5));
+        return { close: async () => void log.push(`close ${v}`) };
+      }),
+      map((a) => a.version),
+      tap((v) => seen.push(v)),
+      toArray(),
+    ),
+  );
+  for (const v of [0, 0, 1, 2]) versions.next(v);
+  versions.complete();
+  assert.deepEqual(await done, [0, 1, 2]);
+  assert.deepEqual(log, ['open 0', 'open 1', 'close 0', 'open 2', 'close 1', 'close 2']);
 });
