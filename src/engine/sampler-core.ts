@@ -1,5 +1,5 @@
 import type { InferenceSession } from 'onnxruntime-node';
-import { buildDecodeStepGraph, pastKeyName, pastValueName, presentKeyName, presentValueName } from '../model/llama-graph.ts';
+import { buildDecodeStepGraph, newKeyName, newValueName, pastKeyName, pastValueName } from '../model/llama-graph.ts';
 import type { LlamaConfig } from '../model/llama-config.ts';
 import type { Weights } from '../model/tensor.ts';
 import { createSession, runSession, type SessionConfig } from '../onnx/session.ts';
@@ -91,7 +91,7 @@ export class SamplerCore {
    * (unchanged); onnxruntime then reads the float32 tensors from its safetensors files itself.
    */
   static async create(config: LlamaConfig, weights: Weights, session: SessionConfig = {}, releaseWeights = false, weightsDir?: string): Promise<SamplerCore> {
-    const model = await engineModel(() => buildDecodeStepGraph(config, weights), weights, { weightsDir, releaseWeights });
+    const model = await engineModel(() => buildDecodeStepGraph(config, weights, { cache: 'append' }), weights, { weightsDir, releaseWeights });
     return new SamplerCore(config, await createSession(model.bytes, { ...session, configEntries: { ...model.configEntries, ...session.configEntries } }));
   }
 
@@ -117,6 +117,8 @@ export class SamplerCore {
 
     let batch = KvBatch.empty(this.config.numLayers, this.config.numKvHeads, this.config.headDim);
     let rows: Row[] = [];
+    /** Cache columns the rows may still append: one per token still to come, at most. */
+    const room = (rs: Row[]) => Math.max(0, ...rs.map((r) => params.maxNewTokens - r.tokens.length));
     const finish = (row: Row, reason: FinishReason) => {
       results[row.request].samples.push({ k: row.k, seed: row.seed, tokenIds: row.tokens, finishReason: reason, logProb: row.logProb });
     };
@@ -157,22 +159,24 @@ export class SamplerCore {
           }
         });
         const alive = await timed('sampleMs', () => step(newRows, logits, (i) => sourceRow[i]));
+        const joined = [...rows, ...alive.map((i) => newRows[i])];
         batch = await timed('cacheMs', () => gatherRows([
           { batch, rows: rows.map((_, i) => i) },
           { batch: prefilled, rows: alive.map((i) => sourceRow[i]) },
-        ]));
-        rows = [...rows, ...alive.map((i) => newRows[i])];
+        ], room(joined)));
+        rows = joined;
       }
       if (rows.length === 0) continue;
 
       const out = await timed('runMs', () => this.decode(batch, rows));
       stats.steps++;
-      batch = out.batch;
+      await timed('cacheMs', () => batch.append(out.keys, out.values));
       const alive = await timed('sampleMs', () => step(rows, out.logits, (i) => i));
       for (const row of rows) row.nextPosition++;
       if (alive.length < rows.length) {
-        batch = await timed('cacheMs', () => gatherRows([{ batch, rows: alive }]));
-        rows = alive.map((i) => rows[i]);
+        const left = alive.map((i) => rows[i]);
+        batch = await timed('cacheMs', () => gatherRows([{ batch, rows: alive }], room(left)));
+        rows = left;
       }
     }
     for (const r of results) r.samples.sort((a, b) => a.k - b.k);
@@ -208,7 +212,7 @@ export class SamplerCore {
       });
     });
     const empty = KvBatch.empty(this.config.numLayers, this.config.numKvHeads, this.config.headDim);
-    const past = new KvBatch(B, 0, new Uint8Array(0), empty.keys, empty.values, empty.kvHeads, empty.headDim);
+    const past = new KvBatch(B, 0, 0, new Uint8Array(0), empty.keys, empty.values, empty.kvHeads, empty.headDim);
     const maskData = BigInt64Array.from(mask, (m) => BigInt(m));
     const out = await runSession(this.session, {
       input_ids: { dtype: 'int64', shape: [B, T], data: ids },
@@ -216,13 +220,13 @@ export class SamplerCore {
       attention_mask: { dtype: 'int64', shape: [B, T], data: maskData },
       ...past.pastFeeds(pastKeyName, pastValueName),
     });
-    const keys = Array.from({ length: this.config.numLayers }, (_, i) => out[presentKeyName(i)].data as Float32Array);
-    const values = Array.from({ length: this.config.numLayers }, (_, i) => out[presentValueName(i)].data as Float32Array);
-    return { prefilled: new KvBatch(B, T, mask, keys, values, empty.kvHeads, empty.headDim), logits: out.logits.data as Float32Array };
+    const keys = Array.from({ length: this.config.numLayers }, (_, i) => out[newKeyName(i)].data as Float32Array);
+    const values = Array.from({ length: this.config.numLayers }, (_, i) => out[newValueName(i)].data as Float32Array);
+    return { prefilled: new KvBatch(B, T, T, mask, keys, values, empty.kvHeads, empty.headDim), logits: out.logits.data as Float32Array };
   }
 
-  /** One token per row: feeds each row's last token at its position. */
-  private async decode(batch: KvBatch, rows: Row[]): Promise<{ batch: KvBatch; logits: Float32Array }> {
+  /** One token per row: feeds each row's last token at its position; returns the logits and the token's K/V per layer. */
+  private async decode(batch: KvBatch, rows: Row[]): Promise<{ keys: Float32Array[]; values: Float32Array[]; logits: Float32Array }> {
     const B = rows.length;
     const out = await runSession(this.session, {
       input_ids: { dtype: 'int64', shape: [B, 1], data: BigInt64Array.from(rows, (r) => BigInt(r.tokens[r.tokens.length - 1])) },
@@ -230,9 +234,9 @@ export class SamplerCore {
       attention_mask: batch.maskTensor(1),
       ...batch.pastFeeds(pastKeyName, pastValueName),
     });
-    const keys = Array.from({ length: this.config.numLayers }, (_, i) => out[presentKeyName(i)].data as Float32Array);
-    const values = Array.from({ length: this.config.numLayers }, (_, i) => out[presentValueName(i)].data as Float32Array);
-    return { batch: batch.advance(keys, values), logits: out.logits.data as Float32Array };
+    const keys = Array.from({ length: this.config.numLayers }, (_, i) => out[newKeyName(i)].data as Float32Array);
+    const values = Array.from({ length: this.config.numLayers }, (_, i) => out[newValueName(i)].data as Float32Array);
+    return { keys, values, logits: out.logits.data as Float32Array };
   }
 
   async release(): Promise<void> {
