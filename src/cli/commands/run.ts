@@ -2,6 +2,9 @@ import type { Command } from 'commander';
 import { addRunFlags, runOverrides } from '../run-options.ts';
 import { addMonitorFlags } from '../../monitor/flags.ts';
 
+/** How long `dice run --monitor` keeps serving after the run, so pages receive its last events. */
+const MONITOR_LINGER_MS = 3000;
+
 export function register(program: Command): void {
   const cmd = program
     .command('run')
@@ -61,7 +64,12 @@ export function register(program: Command): void {
     } finally {
       process.off('SIGINT', stop);
       process.off('SIGTERM', stop);
-      await monitor?.close();
+      if (monitor) {
+        // The monitor reads the run's topics a little behind it: give open pages the final events.
+        await metrics.flush();
+        await new Promise((r) => setTimeout(r, MONITOR_LINGER_MS));
+        await monitor.close();
+      }
       await bus.close();
     }
   });
