@@ -7,7 +7,7 @@ import type { EngineOptions, SampleRequest, SampleResult } from './sampler.ts';
 
 serveEngine(async (init: EngineOptions) => {
   const model = resolveModel(init);
-  const core = await SamplerCore.create(model.config, model.weights, { threads: init.threads ?? 1, provider: init.provider ?? 'cpu' }, true, init.modelDir);
+  const core = await SamplerCore.create(model.config, model.weights, { threads: init.threads ?? 1, provider: init.provider ?? 'cpu', spinning: init.spinning }, true, init.modelDir);
   return {
     info: async () => ({ config: model.config, hasTokenizer: model.tokenizer !== null, hasChatTemplate: model.chatTemplate !== null }),
     generate: async (requests: SampleRequest[], params: Partial<GenerateParams>): Promise<SampleResult[]> => {

@@ -23,6 +23,8 @@ export interface EngineOptions extends ModelSource {
   /** onnxruntime intra-op threads (fixed: part of what makes results repeat exactly). Default 1. */
   threads?: number;
   provider?: ExecutionProvider;
+  /** onnxruntime's idle threads spin between ops (default: onnxruntime's, yes); see SessionConfig.spinning. */
+  spinning?: boolean;
 }
 
 export interface SampleRequest extends PromptInput {

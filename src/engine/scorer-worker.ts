@@ -8,7 +8,7 @@ import type { ScoreOutput, ScoreRequest } from './scorer.ts';
 
 serveEngine(async (init: EngineOptions) => {
   const model = resolveModel(init);
-  const core = await ScorerCore.create(model.config, model.weights, { threads: init.threads ?? 1, provider: init.provider ?? 'cpu' }, true, init.modelDir);
+  const core = await ScorerCore.create(model.config, model.weights, { threads: init.threads ?? 1, provider: init.provider ?? 'cpu', spinning: init.spinning }, true, init.modelDir);
   const encodeResponse = (r: ScoreRequest, i: number): number[] => {
     if (r.responseTokenIds) return r.responseTokenIds;
     if (r.response === undefined) throw new Error(`score item ${i}: give responseTokenIds or response`);

@@ -17,6 +17,11 @@ export interface SessionConfig {
   memArena?: boolean;
   /** Reuse of planned intermediate buffers across runs of equal shapes (default true). */
   memPattern?: boolean;
+  /**
+   * Whether idle intra-op threads spin between parallel sections (onnxruntime's default: yes). Off
+   * frees the cores for other work between steps (host-side sampling, other engines, a busy machine).
+   */
+  spinning?: boolean;
   /** Session config entries, e.g. { 'session.disable_prepacking': '1' }. */
   configEntries?: Record<string, string>;
 }
@@ -51,7 +56,10 @@ export async function createSession(model: Uint8Array, config: SessionConfig = {
       graphOptimizationLevel: config.optimization ?? 'all',
       enableCpuMemArena: config.memArena ?? true,
       enableMemPattern: config.memPattern ?? true,
-      ...(config.configEntries ? { extra: unflatten(config.configEntries) } : {}),
+      extra: unflatten({
+        ...(config.spinning === undefined ? {} : { 'session.intra_op.allow_spinning': config.spinning ? '1' : '0' }),
+        ...config.configEntries,
+      }),
     });
   } catch (err) {
     throw new Error(`onnxruntime could not load the graph on '${provider}': ${(err as Error).message}`);
