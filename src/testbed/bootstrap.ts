@@ -61,6 +61,13 @@ export interface BootstrapSettings {
   model: ArenaShape;
   sft: TrainSettings;
   dpo: TrainSettings & { beta: number };
+  /**
+   * Optional NLL on D_offline's chosen responses after DPO (the negative-log-likelihood term of RPO,
+   * Pang et al. 2024, run as a second stage): plain DPO here spreads π_θ(0)'s mass onto answers that
+   * π_ref(0) finds unlikely, so log π_θ − log π_ref ranks the model's own odd mistakes first; the NLL
+   * term pulls π_θ(0) back toward the preferred answers, so the implicit reward ranks on-distribution.
+   */
+  chosenNll?: TrainSettings;
 }
 
 /**
@@ -130,7 +137,7 @@ const SFT_DONE_FILE = 'sft.json';
 
 /** The cache key of the SFT stage: everything but the judge and the DPO stage. */
 export function sftSettingsHash(settings: BootstrapSettings): string {
-  const { judge: _judge, dpo: _dpo, ...rest } = settings;
+  const { judge: _judge, dpo: _dpo, chosenNll: _nll, ...rest } = settings;
   return settingsHash({ ...rest, judge: DEFAULT_JUDGE, dpo: { steps: 1, batch: 1, lr: 1, warmupSteps: 0, beta: 1 } });
 }
 
@@ -200,7 +207,14 @@ export async function bootstrap(settings: BootstrapSettings, options: { cacheRoo
   rmSync(initDir, { recursive: true, force: true });
 
   const t1 = performance.now();
-  const dpoHistory = await trainOfflineDpo(join(work, 'sft'), join(work, 'dpo'), offline.map((p) => encodePair(tokenizer, p)), settings, log);
+  const nll = settings.chosenNll;
+  const dpoOut = nll ? join(work, 'dpo-only') : join(work, 'dpo');
+  const dpoHistory = await trainOfflineDpo(join(work, 'sft'), dpoOut, offline.map((p) => encodePair(tokenizer, p)), settings, log);
+  if (nll) {
+    const chosen = offline.map((p) => encodeSft(tokenizer, p.prompt, p.chosen));
+    await trainSft(dpoOut, join(work, 'dpo'), chosen, { ...settings, sft: nll }, log, { stage: 'chosen-nll', version: 'v0', parentVersion: 'ref0', referenceVersion: 'ref0' });
+    rmSync(dpoOut, { recursive: true, force: true });
+  }
   const dpoSeconds = (performance.now() - t1) / 1000;
 
   const seconds = { sft: sftSeconds, dpo: dpoSeconds, total: (performance.now() - started) / 1000 };
@@ -268,20 +282,28 @@ function summary(m: StepMetrics): StepSummary {
   return { step: m.step, loss: m.loss, rewardAccuracy: m.rewardAccuracy, margin: m.margin };
 }
 
-async function trainSft(fromDir: string, outDir: string, data: TokenSftExample[], settings: BootstrapSettings, log: Logger): Promise<StepSummary[]> {
+async function trainSft(
+  fromDir: string,
+  outDir: string,
+  data: TokenSftExample[],
+  settings: BootstrapSettings,
+  log: Logger,
+  meta: { stage: string; version: string; parentVersion?: string; referenceVersion?: string } = { stage: 'sft', version: 'ref0' },
+): Promise<StepSummary[]> {
   const s = settings.sft;
   const trainer = await Trainer.open({ modelDir: fromDir }, { loss: 'sft', beta: 1, lr: s.lr, warmupSteps: s.warmupSteps, threads: settings.threads });
   const next = batchOrder(data.length, s.batch, deriveSeed(settings.seed, 'sft-order'));
   const history: StepSummary[] = [];
-  const progress = new Progress('sft π_ref(0)', s.steps);
+  const progress = new Progress(meta.stage === 'sft' ? 'sft π_ref(0)' : `${meta.stage} π_θ(0)`, s.steps);
   try {
     for (let step = 0; step < s.steps; step++) {
       const m = await trainer.step({ kind: 'sft', examples: next().map((i) => data[i]) });
       history.push(summary(m));
       progress.tick(1, `loss ${m.loss.toFixed(3)}`);
-      if ((step + 1) % Math.max(1, Math.floor(s.steps / 10)) === 0) log.info('sft', { step: m.step, of: s.steps, loss: Number(m.loss.toFixed(4)) });
+      if ((step + 1) % Math.max(1, Math.floor(s.steps / 10)) === 0) log.info(meta.stage, { step: m.step, of: s.steps, loss: Number(m.loss.toFixed(4)) });
     }
-    await trainer.save(outDir, { version: 'ref0', metrics: { stage: 'sft', ...s, finalLoss: history[history.length - 1]?.loss ?? null } });
+    const { stage, ...versions } = meta;
+    await trainer.save(outDir, { ...versions, metrics: { stage, ...s, finalLoss: history[history.length - 1]?.loss ?? null } });
   } finally {
     progress.finish();
     await trainer.close();
@@ -340,8 +362,9 @@ function validateSettings(s: BootstrapSettings): void {
   for (const k of ['sftTasks', 'sftPerTask', 'preferenceTasks', 'evalTasks'] as const) {
     if (!Number.isInteger(s.arena[k]) || s.arena[k] < 1) bad(`arena.${k}`, `must be a positive integer, got ${s.arena[k]}`);
   }
-  for (const stage of ['sft', 'dpo'] as const) {
+  for (const stage of ['sft', 'dpo', 'chosenNll'] as const) {
     const t = s[stage];
+    if (!t) continue;
     if (!Number.isInteger(t.steps) || t.steps < 1) bad(`${stage}.steps`, `must be a positive integer, got ${t.steps}`);
     if (!Number.isInteger(t.batch) || t.batch < 1) bad(`${stage}.batch`, `must be a positive integer, got ${t.batch}`);
     if (!(t.lr > 0)) bad(`${stage}.lr`, `must be > 0, got ${t.lr}`);

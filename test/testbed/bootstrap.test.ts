@@ -86,3 +86,37 @@ test('bootstrap settings: bad values name the field', async () => {
   const noFamilies = { ...settings, arena: { ...settings.arena, families: [] } };
   await assert.rejects(bootstrap(noFamilies, { cacheRoot: tmpdir(), log: quiet }), /arena\.families is empty/);
 });
+
+test('bootstrap chosenNll: NLL on the chosen responses after DPO gives π_θ(0) (reusing π_ref(0)), closer to the chosen answers', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'dice-boot-nll-'));
+  const dpoOnly = await bootstrap(settings, { cacheRoot: root, log: quiet });
+  const withNll: BootstrapSettings = { ...settings, chosenNll: { steps: 4, batch: 8, lr: 3e-3, warmupSteps: 1 } };
+  assert.notEqual(settingsHash(withNll), settingsHash(settings));
+  const nll = await bootstrap(withNll, { cacheRoot: root, log: quiet });
+  assert.equal(verifyCheckpoint(nll.refDir).sha256, verifyCheckpoint(dpoOnly.refDir).sha256);
+  const manifest = verifyCheckpoint(nll.policyDir);
+  assert.equal(manifest.version, 'v0');
+  assert.equal(manifest.parentVersion, 'ref0');
+  assert.equal(manifest.referenceVersion, 'ref0');
+  assert.equal((manifest.metrics as { stage?: string }).stage, 'chosen-nll');
+  assert.notEqual(manifest.sha256, verifyCheckpoint(dpoOnly.policyDir).sha256);
+  // The extra stage raises the likelihood of D_offline's chosen responses over DPO alone.
+  const { Trainer } = await import('../../src/engine/trainer.ts');
+  const { encodeSft } = await import('../../src/testbed/bootstrap.ts');
+  const tokenizer = arenaModelConfig(settings.model).tokenizer;
+  const offline = readFileSync(nll.offlineFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { prompt: string; chosen: string });
+  const rows = offline.map((p) => {
+    const e = encodeSft(tokenizer, p.prompt, p.chosen);
+    return { prompt: e.promptTokenIds, response: e.completionTokenIds };
+  });
+  const meanLogp = async (dir: string) => {
+    const t = await Trainer.open({ modelDir: dir }, { loss: 'dpo', beta: 0.1, lr: 1e-6, warmupSteps: 0, threads: 1 });
+    try {
+      const l = await t.policyLogps(rows);
+      return l.reduce((a, b) => a + b, 0) / l.length;
+    } finally {
+      await t.close();
+    }
+  };
+  assert.ok((await meanLogp(nll.policyDir)) > (await meanLogp(dpoOnly.policyDir)));
+});
