@@ -113,7 +113,8 @@ export class KafkaBus implements Bus {
       waitForLeaders: true,
     });
     if (!created) {
-      const existing = await this.fetchPartitionCount(name);
+      // Created a moment ago by another client, perhaps: its metadata can lag the "already exists" answer.
+      const existing = await this.awaitTopic(name);
       if (existing < config.partitions) {
         throw new Error(`createTopic ${name}: the topic exists with ${existing} partitions, fewer than the ${config.partitions} asked for`);
       }
@@ -233,6 +234,18 @@ export class KafkaBus implements Bus {
     const cached = this.partitionCounts.get(topic);
     if (cached !== undefined) return cached;
     return this.fetchPartitionCount(topic);
+  }
+
+  private async awaitTopic(topic: string, timeoutMs = 15_000): Promise<number> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        return await this.fetchPartitionCount(topic);
+      } catch (err) {
+        if (Date.now() > deadline) throw err;
+        await sleep(100);
+      }
+    }
   }
 
   private async fetchPartitionCount(topic: string): Promise<number> {
