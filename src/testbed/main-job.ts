@@ -50,7 +50,8 @@ export const DEFAULT_MAIN_JOB: MainJobSettings = {
   bootstrap: DEFAULT_BOOTSTRAP,
   run: {
     rounds: 2,
-    'sampling.k': 16,
+    // K = 8 (seed 1, with chosenNll): DICE it2 LC 51.2 vs 50.5 at K = 16, and half the sampling time.
+    'sampling.k': 8,
     'sampling.temperature': 0.7,
     'sampling.topP': 0.9,
     'sampling.maxNewTokens': 32,
