@@ -1,7 +1,9 @@
 """PyTorch peer of bench/train.ts: one DPO step (autograd forward+backward on chosen and rejected,
 -logsigmoid(beta * margin) mean, clip_grad_norm_(1.0), torch.optim.AdamW) on the same weights and batch.
 Prints RESULT {"stepSeconds", "peakRssMb", "loss"} (mean step time after one warm-up step).
-  python tools/bench_train_torch.py --model DIR --batch FILE.json [--threads N --steps S]
+  python tools/bench_train_torch.py --model DIR --batch FILE.json [--threads N --steps S --micro-batch P]
+With --micro-batch P the step accumulates gradients over micro-batches of P pairs (2P rows), as the
+trainer does; 0 = the whole batch at once.
 """
 import argparse
 import json
@@ -20,6 +22,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=2)
     ap.add_argument("--beta", type=float, default=0.1)
+    ap.add_argument("--micro-batch", type=int, default=0)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model = AutoModelForCausalLM.from_pretrained(args.model, torch_dtype=torch.float32)
@@ -39,17 +42,27 @@ def main():
     ref = torch.tensor(b["refChosen"] + b["refRejected"])
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5, weight_decay=0.0)
 
+    micro = args.micro_batch or P
+
     def step():
         opt.zero_grad(set_to_none=True)
-        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
-        lp = torch.log_softmax(logits, -1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-        seq = (lp * rmask).sum(-1)
-        rho = seq - ref
-        loss = -F.logsigmoid(args.beta * (rho[:P] - rho[P:])).mean()
-        loss.backward()
+        total_loss = 0.0
+        for s in range(0, P, micro):
+            rows = list(range(s, min(s + micro, P)))
+            rows = rows + [P + r for r in rows]
+            logits = model(input_ids=ids[rows], attention_mask=mask[rows]).logits[:, :-1]
+            lp = torch.log_softmax(logits, -1).gather(-1, ids[rows, 1:].unsqueeze(-1)).squeeze(-1)
+            seq = (lp * rmask[rows]).sum(-1)
+            rho = seq - ref[rows]
+            n = len(rows) // 2
+            # sum over this micro-batch's pairs / all pairs: the accumulated gradient is the batch mean's
+            loss = -F.logsigmoid(args.beta * (rho[:n] - rho[n:])).sum() / P
+            loss.backward()
+            total_loss += loss.item()
+            del logits, lp, seq, rho, loss
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        return loss.item()
+        return total_loss
 
     step()
     total, loss = 0.0, 0.0

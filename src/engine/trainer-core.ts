@@ -11,6 +11,7 @@ import { ADAMW_DEFAULTS, type AdamWConfig } from '../optim/adamw.ts';
 import { learningRateAt } from '../optim/schedule.ts';
 import {
   buildGradsGraph,
+  accName,
   buildStepGraph,
   buildUpdateGraph,
   gradName,
@@ -33,7 +34,8 @@ import { chunk, collateRows, ktoMismatchedRows, preferenceRows, type PreferenceP
  * the PyTorch-fixture tests check the result of both step paths.
  *
  * One optimizer step = one run of the fused step graph when the batch is a single micro-batch,
- * otherwise one grads run per micro-batch (gradients summed on the host) and one update run.
+ * otherwise one grads run per micro-batch (each adding its gradients into one host buffer per
+ * parameter) and one update run.
  */
 
 export interface TrainerOptions {
@@ -160,7 +162,7 @@ export class TrainerCore {
     let s = this.sessions.get(kind);
     if (!s) {
       const graph =
-        kind === 'step' ? buildStepGraph(this.spec) : kind === 'grads' ? buildGradsGraph(this.spec) : kind === 'update' ? buildUpdateGraph(this.spec) : this.logpsGraph();
+        kind === 'step' ? buildStepGraph(this.spec) : kind === 'grads' ? buildGradsGraph(this.spec, { accumulate: true }) : kind === 'update' ? buildUpdateGraph(this.spec) : this.logpsGraph();
       s = createTrainSession(serializeModel(graph), {
         provider: this.options.provider ?? 'cpu',
         threads: this.options.threads ?? 1,
@@ -255,22 +257,22 @@ export class TrainerCore {
       addMetrics(r, tokens);
       gradNorm = Number(r.grad_norm.data[0]);
     } else {
+      // one host buffer per parameter: each run adds its micro-batch's gradient to it in the graph
+      // (input acc.<name> and output grad.<name> bound to the same buffer; the Add reads each element
+      // before writing it, and nothing else reads acc)
       const grads = await this.session('grads');
-      const acc = new Map<string, Buffer>();
-      const scratch = new Map<string, Buffer>();
-      for (const [k, part] of micro.entries()) {
+      const acc = new Map(this.names.map((name) => [name, this.alloc(name)]));
+      for (const part of micro) {
         const { feeds, tokens } = this.batchFeeds(part, units, ktoZ0);
         this.paramFeeds(feeds, grads);
         const fetches: Record<string, ort.Tensor | null> = {};
         for (const n of metricNames) fetches[n] = null;
         for (const name of this.names) {
-          if (k === 0) acc.set(name, this.alloc(name));
-          else if (!scratch.has(name)) scratch.set(name, this.alloc(name));
-          fetches[gradName(name)] = this.tensor(name, k === 0 ? acc.get(name)! : scratch.get(name)!);
+          feeds[accName(name)] = this.tensor(name, acc.get(name)!);
+          fetches[gradName(name)] = this.tensor(name, acc.get(name)!);
         }
         const r = await grads.run(feeds, fetches);
         addMetrics(r, tokens);
-        if (k > 0) for (const name of this.names) addInto(acc.get(name)!, scratch.get(name)!);
       }
       const update = await this.session('update');
       const feeds: Record<string, ort.Tensor> = { lr: this.scalar(lr), step: this.scalar(t) };
@@ -387,6 +389,3 @@ async function createTrainSession(model: Uint8Array, cfg: { provider: ExecutionP
   }
 }
 
-function addInto(acc: Buffer, x: Buffer): void {
-  for (let i = 0; i < acc.length; i++) acc[i] += x[i];
-}
