@@ -8,12 +8,13 @@
  * A case PxL is P pairs of L tokens per sequence (L/2 prompt, L/2 response), so a step runs 2P rows.
  * Each (shape, case) runs in a fresh child process so its peak RSS is its own. Model FLOP/s counts
  * 6·N·tokens for the N weights used in matmuls (lm_head included, the embedding lookup not) plus
- * causal-unexploited attention 12·layers·T·d per token, over the mean step time after one warm-up
+ * causal-unexploited attention 12·layers·T·d per token, over the median step time after one warm-up
  * step; the fp32 peak is a 2048² MatMul timed in the same process with the same thread count.
+ * --micro-batch P applies to both sides (gradient accumulation over P pairs at a time).
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, loadavg } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { writeInitModel } from '../src/model/init.ts';
@@ -40,7 +41,9 @@ const microBatch = arg('micro-batch', '0') === '0' ? undefined : Number(arg('mic
 interface Result {
   shape: string;
   case: string;
+  /** Median over the timed steps. */
   stepSeconds: number;
+  steps: number[];
   tokensPerSecond: number;
   modelGflops: number;
   peakGflops: number;
@@ -119,19 +122,20 @@ async function child(shape: string, kase: string): Promise<void> {
     refRejectedLogp: batch.refRejected[i],
   }));
   await trainer.step({ kind: 'preference', pairs: ppairs }); // warm-up: session creation and first-run allocation
-  let total = 0;
+  const times: number[] = [];
   let loss = 0;
   for (let s = 0; s < steps; s++) {
     const m = await trainer.step({ kind: 'preference', pairs: ppairs });
-    total += m.seconds;
+    times.push(m.seconds);
     loss = m.loss;
   }
-  const stepSeconds = total / steps;
+  const stepSeconds = median(times);
   const peakGflops = await matmulPeakGflops();
   const result: Result = {
     shape,
     case: kase,
     stepSeconds,
+    steps: times,
     tokensPerSecond: (2 * pairs * length) / stepSeconds,
     modelGflops: modelFlopsPerStep(model.config, 2 * pairs, length) / stepSeconds / 1e9,
     peakGflops,
@@ -140,6 +144,13 @@ async function child(shape: string, kase: string): Promise<void> {
   };
   console.log(`RESULT ${JSON.stringify({ ...result, batchFile, modelDir: dir })}`);
 }
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
+const load = () => loadavg()[0].toFixed(1);
 
 function python(): string | null {
   const candidates = [process.env.DICE_PYTHON, '/work/pyenv/bin/python'].filter((p): p is string => !!p);
@@ -154,6 +165,7 @@ async function main(): Promise<void> {
   const rows: string[] = [];
   for (const shape of shapes) {
     for (const kase of cases) {
+      const loadBefore = load();
       const run = spawnSync(process.execPath, ['--import', 'tsx', process.argv[1], '--child', shape, kase, '--threads', String(threads), '--steps', String(steps), '--micro-batch', String(microBatch ?? 0)], { encoding: 'utf8', maxBuffer: 1 << 26 });
       const line = run.stdout.split('\n').find((l) => l.startsWith('RESULT '));
       if (!line) {
@@ -161,7 +173,8 @@ async function main(): Promise<void> {
         continue;
       }
       const r = JSON.parse(line.slice(7)) as Result & { batchFile: string; modelDir: string };
-      let torch: { stepSeconds: number; peakRssMb: number; loss: number } | null = null;
+      const loadOurs = load();
+      let torch: { stepSeconds: number; steps: number[]; peakRssMb: number; loss: number } | null = null;
       if (py) {
         const t = spawnSync(py, ['tools/bench_train_torch.py', '--model', r.modelDir, '--batch', r.batchFile, '--threads', String(threads), '--steps', String(steps), '--micro-batch', String(microBatch ?? 0)], { encoding: 'utf8' });
         const tl = t.stdout.split('\n').find((l) => l.startsWith('RESULT '));
@@ -180,15 +193,18 @@ async function main(): Promise<void> {
           torch ? `${torch.stepSeconds.toFixed(3)}s`.padStart(9) : '        -',
           torch ? `${torch.peakRssMb.toFixed(0)}MB`.padStart(8) : '       -',
           torch ? `${(torch.stepSeconds / r.stepSeconds).toFixed(2)}`.padStart(6) : '     -',
-          torch ? `${Math.abs(torch.loss - r.loss).toExponential(1)}`.padStart(8) : '',
+          torch ? `${Math.abs(torch.loss - r.loss).toExponential(1)}`.padStart(8) : '        ',
+          `${loadBefore}/${loadOurs}/${load()}`.padStart(14),
         ].join('  '),
       );
       console.log(rows[rows.length - 1]);
+      console.log(`  steps: ours ${r.steps.map((x) => x.toFixed(2)).join(' ')}${torch ? `  torch ${torch.steps.map((x) => x.toFixed(2)).join(' ')}` : ''}`);
     }
   }
-  console.log('\nshape          case         ours  tok/s   GFLOP/s  of MatMul peak  ours RSS   torch  torch RSS  ratio  |Δloss|');
+  console.log('\nshape          case         ours  tok/s   GFLOP/s  of MatMul peak  ours RSS   torch  torch RSS  ratio  |Δloss|   load avg (1 min)');
   for (const r of rows) console.log(r);
-  console.log('ratio = PyTorch step time / ours (≥ 1: ours is faster). Case PxL: P pairs, 2P rows of L tokens.');
+  console.log('ratio = PyTorch step time / ours (≥ 1: ours is faster); step times are medians. Case PxL: P pairs, 2P rows of L tokens.');
+  console.log('load avg: before ours / after ours / after PyTorch — the 2 cores are shared, and timings (PyTorch\'s OpenMP most) swing with load.');
 }
 
 await main();

@@ -1,6 +1,6 @@
 """PyTorch peer of bench/train.ts: one DPO step (autograd forward+backward on chosen and rejected,
 -logsigmoid(beta * margin) mean, clip_grad_norm_(1.0), torch.optim.AdamW) on the same weights and batch.
-Prints RESULT {"stepSeconds", "peakRssMb", "loss"} (mean step time after one warm-up step).
+Prints RESULT {"stepSeconds", "steps", "peakRssMb", "loss"} (median step time after one warm-up step).
   python tools/bench_train_torch.py --model DIR --batch FILE.json [--threads N --steps S --micro-batch P]
 With --micro-batch P the step accumulates gradients over micro-batches of P pairs (2P rows), as the
 trainer does; 0 = the whole batch at once.
@@ -8,6 +8,7 @@ trainer does; 0 = the whole batch at once.
 import argparse
 import json
 import resource
+import statistics
 import time
 
 import torch
@@ -65,13 +66,13 @@ def main():
         return total_loss
 
     step()
-    total, loss = 0.0, 0.0
+    times, loss = [], 0.0
     for _ in range(args.steps):
         t = time.perf_counter()
         loss = step()
-        total += time.perf_counter() - t
+        times.append(time.perf_counter() - t)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print("RESULT " + json.dumps({"stepSeconds": total / args.steps, "peakRssMb": rss, "loss": loss}))
+    print("RESULT " + json.dumps({"stepSeconds": statistics.median(times), "steps": times, "peakRssMb": rss, "loss": loss}))
 
 
 if __name__ == "__main__":
