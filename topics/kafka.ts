@@ -108,10 +108,18 @@ export class KafkaBus implements Bus {
     if (!Number.isInteger(config.partitions) || config.partitions < 1) {
       throw new Error(`createTopic ${name}: partitions must be a positive integer, got ${config.partitions}`);
     }
-    const created = await this.admin.createTopics({
-      topics: [{ topic: name, numPartitions: config.partitions }],
-      waitForLeaders: true,
-    });
+    let created: boolean;
+    try {
+      created = await this.admin.createTopics({
+        topics: [{ topic: name, numPartitions: config.partitions }],
+        waitForLeaders: true,
+      });
+    } catch (err) {
+      // kafkajs waits for leaders by polling metadata, which a fresh KRaft broker can answer with
+      // UNKNOWN_TOPIC_OR_PARTITION for a topic it has just created: wait for the topic ourselves.
+      if ((err as { type?: string }).type !== 'UNKNOWN_TOPIC_OR_PARTITION') throw err;
+      created = false;
+    }
     if (!created) {
       // Created a moment ago by another client, perhaps: its metadata can lag the "already exists" answer.
       const existing = await this.awaitTopic(name);

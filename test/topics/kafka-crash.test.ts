@@ -87,7 +87,8 @@ describe('Kafka stage survives failures', () => {
       const groupId = uniq('crash-stage');
       await bus.createTopic(input, { partitions: 3 });
       await bus.createTopic(output, { partitions: 3 });
-      const ids = Array.from({ length: 600 }, (_, i) => `id-${i}`);
+      // enough records that the kill lands mid-stream even when the stage is quick
+      const ids = Array.from({ length: 3000 }, (_, i) => `id-${i}`);
       await bus.produce(input, ids.map((id) => ({ key: id, value: encoder.encode(`in:${id}`) })));
 
       const first = await startStage(url, input, output, groupId);
