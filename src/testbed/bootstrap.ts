@@ -31,7 +31,7 @@ import type { PolicySpec } from './policies.ts';
 import { makeArenaSplits, type ArenaTask, type TaskFamily } from './tasks.ts';
 
 /** Bump when the recipe changes in a way the settings do not show (invalidates every cache). */
-export const BOOTSTRAP_RECIPE = 1;
+export const BOOTSTRAP_RECIPE = 4;
 
 export interface TrainSettings {
   steps: number;
@@ -63,18 +63,19 @@ export interface BootstrapSettings {
   dpo: TrainSettings & { beta: number };
   /**
    * Optional NLL on D_offline's chosen responses after DPO (the negative-log-likelihood term of RPO,
-   * Pang et al. 2024, run as a second stage): plain DPO here spreads π_θ(0)'s mass onto answers that
-   * π_ref(0) finds unlikely, so log π_θ − log π_ref ranks the model's own odd mistakes first; the NLL
-   * term pulls π_θ(0) back toward the preferred answers, so the implicit reward ranks on-distribution.
+   * Pang et al. 2024, run as a second stage). It keeps a strongly DPO-tuned π_θ(0) from spreading mass
+   * onto answers π_ref(0) finds very unlikely (which the implicit reward would rank first), but in the
+   * arena it also trains π_θ(0) almost to its ceiling, leaving DICE nothing to find: off by default.
    */
   chosenNll?: TrainSettings;
 }
 
 /**
  * The arena's behaviour policies: experts mostly right, novices mostly wrong in the systematic ways of
- * wrongAnswer() (an unreversed copy, a lower-case copy, a count off by 2–4), each terse or chatty.
- * Systematic mistakes are modes a small model imitates and can be talked out of; quality and length
- * stay independent, so a length preference can only come from the judge's labels.
+ * wrongAnswer() (an unreversed copy, a lower-case copy, a count off by 2–4) and with near misses of
+ * the kind the model makes itself (partialAnswer: a miscopied letter, a count off by one), each terse
+ * or chatty. Systematic mistakes are modes a small model imitates and can be talked out of; quality
+ * and length stay independent, so a length preference can only come from the judge's labels.
  */
 export const ARENA_POLICIES: PolicySpec[] = [
   { name: 'expert-terse', pCorrect: 0.9, pPartial: 0.05, filler: [0.8, 0.15, 0.05] },
@@ -94,13 +95,13 @@ export const DEFAULT_BOOTSTRAP: BootstrapSettings = {
   policies: ARENA_POLICIES,
   model: { hiddenSize: 96, intermediateSize: 256, numLayers: 3, numHeads: 4, numKvHeads: 2 },
   sft: { steps: 2000, batch: 32, lr: 2e-3, warmupSteps: 50 },
-  // A gentle DPO: at lr 1e-4 π_θ(0) puts visible mass on degenerate answers that π_ref(0) finds very
-  // unlikely, and the implicit reward then ranks those first.
-  dpo: { steps: 120, batch: 32, lr: 3e-5, warmupSteps: 10, beta: 0.1 },
-  // Without it (seed 1): base LC 41.2, DICE it2 23.5 — the implicit reward ranked wrong answers first
-  // (best-of-16 quality 0.59 vs 0.73 on average). With it: best-of-16 0.92 vs 0.90. 200 steps at lr 1e-3
-  // overshoots (DICE it2 below base and offline DPO).
-  chosenNll: { steps: 100, batch: 32, lr: 3e-4, warmupSteps: 10 },
+  // π_θ(0) is DPO-tuned only part of the way (30 steps, < 1 epoch of D_offline), as Zephyr is far from
+  // GPT-4 Turbo: it still samples the lower-case-copy mode and wrong counts, its implicit reward ranks
+  // them last (seed 1, 8 samples per prompt: upper-case task Q 0.68 on average, 0.93 for the top-ranked
+  // sample; count task 0.66 vs 0.77-0.80), and DICE has room to improve. Trained further (120 steps) it
+  // drops that mode, but its implicit reward then ranks degenerate answers first (top pick worse than
+  // the average sample), and an NLL stage (chosenNll) saturates the upper-case task (Q 0.99).
+  dpo: { steps: 30, batch: 32, lr: 3e-5, warmupSteps: 10, beta: 0.1 },
 };
 
 export interface BootstrapResult {

@@ -54,18 +54,30 @@ export function makeBehaviourPolicy(spec: PolicySpec): BehaviourPolicy {
   };
 }
 
-/** A near miss: one character off for words, off by one for numbers. */
+/**
+ * A near miss of the kind a small model makes itself: off by one for numbers; for words one letter
+ * miscopied (see miscopy).
+ */
 export function partialAnswer(task: ArenaTask, rng: Rng): string {
   if (task.family === 'count' || task.family === 'add') {
     const n = Number(task.answer);
     return String(n === 0 || rng.next() < 0.5 ? n + 1 : n - 1);
   }
-  const chars = [...task.answer];
-  const i = rng.int(chars.length);
-  if (task.family === 'upper') chars[i] = chars[i].toLowerCase();
-  else {
-    let c = chars[i];
-    while (c === chars[i]) c = String.fromCharCode(97 + rng.int(26));
+  return miscopy(task.answer, 1, rng, task.family === 'upper');
+}
+
+/**
+ * The word with `letters` distinct positions miscopied: each replaced by another letter of the same
+ * word — the slip a copy-attention makes — or a random one when the word has a single distinct letter.
+ */
+export function miscopy(word: string, letters: number, rng: Rng, upper: boolean): string {
+  const chars = [...word];
+  const positions = rng.shuffle(chars.map((_, i) => i)).slice(0, Math.min(letters, chars.length));
+  for (const i of positions) {
+    const others = [...new Set(chars.filter((c) => c !== chars[i]))];
+    const inCase = (c: string) => (upper ? c.toUpperCase() : c);
+    let c = others.length > 0 ? others[rng.int(others.length)] : chars[i];
+    while (c === chars[i]) c = inCase(String.fromCharCode(97 + rng.int(26)));
     chars[i] = c;
   }
   return chars.join('');

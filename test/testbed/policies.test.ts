@@ -1,7 +1,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { makeOfflinePairs, makeSftExamples } from '../../src/testbed/offline.ts';
-import { BEHAVIOUR_POLICIES, makeBehaviourPolicy } from '../../src/testbed/policies.ts';
+import { BEHAVIOUR_POLICIES, makeBehaviourPolicy, miscopy, partialAnswer } from '../../src/testbed/policies.ts';
 import { quality } from '../../src/testbed/quality.ts';
 import { referenceResponse } from '../../src/testbed/reference.ts';
 import { makeTaskSet } from '../../src/testbed/tasks.ts';
@@ -30,6 +30,29 @@ test('policies answer right / partly / wrong at their stated rates; filler only 
     extra += b.length - a.length;
   }
   assert.ok(extra / 200 > 20, `filler adds ${extra / 200} chars`);
+});
+
+test('near misses are the model-like slips: one letter miscopied from the same word (in the answer\'s case), a count off by one', () => {
+  const rng = new Rng(5);
+  for (const t of tasks.slice(0, 300)) {
+    const p = partialAnswer(t, rng);
+    assert.notEqual(p, t.answer);
+    if (t.family === 'count' || t.family === 'add') {
+      assert.equal(Math.abs(Number(p) - Number(t.answer)), 1, `${t.prompt}: ${p}`);
+      continue;
+    }
+    assert.equal(p.length, t.answer.length);
+    const diff = [...p].map((c, i) => [c, t.answer[i]]).filter(([a, b]) => a !== b);
+    assert.equal(diff.length, 1, `${t.answer} → ${p}`);
+    const letters = new Set(t.answer);
+    if (letters.size > 1) assert.ok(letters.has(diff[0][0]), `${t.answer} → ${p}: the new letter comes from the word`);
+    if (t.family === 'upper') assert.equal(p, p.toUpperCase());
+  }
+  // Several letters: that many distinct positions change.
+  const two = miscopy('TAMOKE', 2, new Rng(9), true);
+  assert.equal([...two].filter((c, i) => c !== 'TAMOKE'[i]).length, 2, two);
+  assert.equal(miscopy('aaa', 1, new Rng(1), false).length, 3);
+  assert.notEqual(miscopy('aaa', 1, new Rng(1), false), 'aaa');
 });
 
 test('every response and reference fits the arena: ≤ 60 chars, small alphabet', () => {
