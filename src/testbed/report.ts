@@ -186,3 +186,23 @@ export function writeReport(result: MainJobResult, outDir: string): { dir: strin
   write('report.md', reportMarkdown(result, [...figures.keys()]));
   return { dir, files };
 }
+
+/**
+ * One line per seed of a multi-seed `dice start --seeds`: the Table-1 numbers the issue's checks read
+ * (base, offline DPO it2, DICE it2) and how many checks passed — how far one seed's result generalises.
+ */
+export function formatSeedSummary(results: readonly MainJobResult[]): string {
+  const lc = (r: MainJobResult, variant: string, it: number) => r.table.find((x) => x.variant === variant && x.iteration === it)?.lcWinRate;
+  const fmt = (v: number | undefined, signed = false) => (v === undefined ? '—' : `${signed && v >= 0 ? '+' : ''}${v.toFixed(1)}`);
+  const header = ['seed', 'Base LC', 'Offline DPO it2', 'DICE it2', 'DICE − base', 'DICE − offline', 'checks passed'];
+  const body = results.map((r) => {
+    const base = lc(r, 'base', 0);
+    const off = lc(r, 'offline-dpo', 2);
+    const dice = lc(r, 'dice', 2);
+    const diff = (a?: number, b?: number) => (a === undefined || b === undefined ? undefined : a - b);
+    return [String(r.settings.bootstrap.seed), fmt(base), fmt(off), fmt(dice), fmt(diff(dice, base), true), fmt(diff(dice, off), true), `${r.checks.filter((c) => c.pass).length}/${r.checks.length}`];
+  });
+  const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padStart(widths[i])).join('  ');
+  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n');
+}

@@ -71,3 +71,22 @@ test('dice start (tiny arena): Table 1, report.md/json and SVG figures; the same
   assert.deepEqual(again.table, report.table);
   assert.ok(existsSync(join(root, 'work-b', 'bus.db')));
 });
+
+test('dice start --seeds: the job per seed (each seed its own table and report), then one summary line per seed', async () => {
+  // Seed 5 is cached by the test above; seed 6 bootstraps.
+  const r = await runCli(['start', '--preset', 'tiny', '--seeds', '5,6', '--cache', join(root, 'cache'), '--work', join(root, 'work-seeds'), '--out', join(root, 'report-seeds')]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /Table 1 \(arena, seed 5\)/);
+  assert.match(r.stdout, /Table 1 \(arena, seed 6\)/);
+  const summary = readFileSync(join(root, 'report-seeds', 'seeds.txt'), 'utf8').trimEnd().split('\n');
+  assert.match(summary[0], /seed\s+Base LC\s+Offline DPO it2\s+DICE it2\s+DICE − base\s+DICE − offline\s+checks passed/);
+  assert.deepEqual(summary.slice(2).map((l) => l.trim().split(/\s+/)[0]), ['5', '6']);
+  assert.ok(r.stdout.includes(summary.join('\n')), 'the printed summary is the saved one');
+  // Seed 5's numbers are those of the single-seed run.
+  const single = JSON.parse(readFileSync(join(root, 'report-a', 'report.json'), 'utf8'));
+  const seeded = JSON.parse(readFileSync(join(root, 'report-seeds', 'seed-5', 'report.json'), 'utf8'));
+  assert.deepEqual(seeded.table, single.table);
+  const bad = await runCli(['start', '--preset', 'tiny', '--seed', '1', '--seeds', '1,2', '--cache', join(root, 'cache')]);
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.stderr, /--seed and --seeds/);
+});

@@ -1,7 +1,8 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { downsample, histogramSvg, lineChartSvg, niceTicks } from '../../src/testbed/figures.ts';
-import { formatTable } from '../../src/testbed/report.ts';
+import { formatSeedSummary, formatTable } from '../../src/testbed/report.ts';
+import { parseSeedList } from '../../src/cli/commands/start.ts';
 import { ablationVariant, experimentGrid } from '../../src/testbed/experiment.ts';
 import { ALPHA_ZERO_VARIANT, DEFAULT_MAIN_JOB, DICE_VARIANT, OFFLINE_DPO_VARIANT, phenomenaChecks, variantConfig, type AlphaWindowReport, type TableRow, type VariantRun } from '../../src/testbed/main-job.ts';
 
@@ -45,6 +46,22 @@ test('checks: each of the issue\'s phenomena passes or fails on the numbers', ()
   assert.equal(phenomenaChecks({ table, runs: [diceRun(1.5, 0)] })[0].pass, false);
   const worse = [row('Base', 'base', 0, 20, 30), row('Offline DPO it2', OFFLINE_DPO_VARIANT.name, 2, 30, 35), row('DICE it2', DICE_VARIANT.name, 2, 27.9, 45), row('DICE α=0 it2', ALPHA_ZERO_VARIANT.name, 2, 22, 40)];
   assert.deepEqual(phenomenaChecks({ table: worse, runs: [diceRun(12, 0.5)] }).slice(2).map((c) => c.pass), [false, false, false]);
+});
+
+test('seed summary: one line per seed with the checked numbers and the passed checks; --seeds parsing', () => {
+  const result = (seed: number, base: number, off: number, dice: number, passes: boolean[]) =>
+    ({
+      settings: { ...DEFAULT_MAIN_JOB, bootstrap: { ...DEFAULT_MAIN_JOB.bootstrap, seed } },
+      table: [row('Base', 'base', 0, base, 30), row('Offline DPO it2', OFFLINE_DPO_VARIANT.name, 2, off, 33), row('DICE it2', DICE_VARIANT.name, 2, dice, 31)],
+      checks: passes.map((pass, i) => ({ name: `c${i}`, pass, detail: '' })),
+    }) as unknown as Parameters<typeof formatSeedSummary>[0][number];
+  const lines = formatSeedSummary([result(1, 35, 42.6, 44.2, [true, true, true]), result(2, 34.8, 41.5, 39.2, [true, false, false])]).split('\n');
+  assert.equal(lines.length, 4);
+  assert.match(lines[2], /^\s*1\s+35\.0\s+42\.6\s+44\.2\s+\+9\.2\s+\+1\.6\s+3\/3$/);
+  assert.match(lines[3], /^\s*2\s+34\.8\s+41\.5\s+39\.2\s+\+4\.4\s+-2\.3\s+1\/3$/);
+  assert.equal(new Set(lines.map((l) => l.length)).size, 1, 'columns line up');
+  assert.deepEqual(parseSeedList('1, 2,3'), [1, 2, 3]);
+  for (const bad of ['1,,2', '1,1', 'a', '-1', '']) assert.throws(() => parseSeedList(bad), /--seeds/, bad);
 });
 
 test('figures: histogram bars per non-empty bin, step lines, ticks, well-formed SVG', () => {

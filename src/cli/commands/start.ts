@@ -10,9 +10,10 @@ export function register(program: Command): void {
     .option('--work <dir>', 'run folder: embedded bus and checkpoints (emptied at the start)', '.dice/main')
     .option('--preset <name>', 'arena size: default | tiny (the test suite\'s)', 'default')
     .option('--seed <n>', 'seed of everything (default: the preset\'s)')
+    .option('--seeds <list>', 'run the whole job once per seed (e.g. 1,2,3: a bootstrap each on first run) and print a summary of the seeds; reports in <out>/seed-<n>')
     .option('--threads <n>', 'onnxruntime threads per engine (fixed for determinism; default: the preset\'s)')
     .option('--json', 'print the result as JSON on stdout instead of the table')
-    .action(async (opts: { out: string; cache: string; work: string; preset: string; seed?: string; threads?: string; json?: boolean }) => {
+    .action(async (opts: { out: string; cache: string; work: string; preset: string; seed?: string; seeds?: string; threads?: string; json?: boolean }) => {
       const { MAIN_JOB_PRESETS, runMainJob } = await import('../../testbed/main-job.ts');
       const { formatChecks, formatTable, reportJson, writeReport } = await import('../../testbed/report.ts');
       const { createLogger } = await import('../../util/log.ts');
@@ -21,6 +22,11 @@ export function register(program: Command): void {
       const seed = parseIntFlag(opts.seed, '--seed');
       const threads = parseIntFlag(opts.threads, '--threads');
       const log = createLogger({ cmd: 'start' });
+      if (opts.seeds !== undefined) {
+        if (seed !== undefined) throw new Error('--seed and --seeds: give one or the other');
+        await runSeeds(parseSeedList(opts.seeds), { settings, opts, threads, log });
+        return;
+      }
       const result = await runMainJob({ settings, cacheRoot: opts.cache, workDir: opts.work, log, seed, threads });
       const report = writeReport(result, opts.out);
       log.info('report written', { dir: report.dir, files: report.files.length });
@@ -38,6 +44,40 @@ export function register(program: Command): void {
       console.log(`report: ${report.dir}/report.md`);
       console.log(`wall ${result.seconds.total.toFixed(0)} s (bootstrap ${result.seconds.bootstrap.toFixed(0)} s${result.bootstrap.cached ? ', cached' : ''}), CPU ${result.cpuSeconds.toFixed(0)} s`);
     });
+}
+
+/** `--seeds`: the main job per seed, each in its own run and report folder, then one summary line per seed. */
+async function runSeeds(
+  seeds: number[],
+  ctx: { settings: import('../../testbed/main-job.ts').MainJobSettings; opts: { out: string; cache: string; work: string; json?: boolean }; threads?: number; log: import('../../util/log.ts').Logger },
+): Promise<void> {
+  const { join } = await import('node:path');
+  const { writeFileSync } = await import('node:fs');
+  const { runMainJob } = await import('../../testbed/main-job.ts');
+  const { formatSeedSummary, formatTable, writeReport } = await import('../../testbed/report.ts');
+  const results = [];
+  for (const seed of seeds) {
+    ctx.log.info(`seed ${seed} (${results.length + 1}/${seeds.length})`);
+    const result = await runMainJob({ settings: ctx.settings, cacheRoot: ctx.opts.cache, workDir: join(ctx.opts.work, `seed-${seed}`), log: ctx.log.child({ seed }), seed, threads: ctx.threads });
+    writeReport(result, join(ctx.opts.out, `seed-${seed}`));
+    if (!ctx.opts.json) console.log(`\nTable 1 (arena, seed ${seed})\n\n${formatTable(result.table, result.evalReferenceLength)}`);
+    results.push(result);
+  }
+  const summary = formatSeedSummary(results);
+  writeFileSync(join(ctx.opts.out, 'seeds.txt'), `${summary}\n`);
+  if (ctx.opts.json) {
+    process.stdout.write(`${JSON.stringify(results.map((r) => ({ seed: r.settings.bootstrap.seed, table: r.table, checks: r.checks })), null, 2)}\n`);
+    return;
+  }
+  console.log(`\nSeeds (LC %, the issue's checks per seed)\n\n${summary}\n\nreports: ${ctx.opts.out}/seed-<n>/report.md, summary ${ctx.opts.out}/seeds.txt`);
+}
+
+/** "1,2,3" → [1, 2, 3]: distinct non-negative integers. */
+export function parseSeedList(value: string): number[] {
+  const seeds = value.split(',').map((s) => s.trim());
+  const out = seeds.map((s) => parseIntFlag(s, '--seeds') as number);
+  if (seeds.some((s) => s === '') || new Set(out).size !== out.length) throw new Error(`--seeds must be distinct non-negative integers separated by commas, got ${JSON.stringify(value)}`);
+  return out;
 }
 
 function parseIntFlag(value: string | undefined, flag: string): number | undefined {
