@@ -112,9 +112,12 @@ export class GroupConsumer {
     return !this.left;
   }
 
-  /** Resolves once this consumer has left its group (immediately if it is not closing). */
+  /**
+   * Resolves once this consumer has left its group: immediately if it is not closing or never joined
+   * (so a consumer still starting, which waits on the group's leavers, never waits on itself).
+   */
   get leaving(): Promise<void> {
-    return this.closing ?? Promise.resolve();
+    return (this.consumer && this.closing) || Promise.resolve();
   }
 
   partitionState(topic: string, partition: number): KafkaPartitionState | undefined {
@@ -134,6 +137,7 @@ export class GroupConsumer {
     for (const t of this.topics) await this.bus.partitionCount(t);
     const from = this.options.from ?? { kind: 'committed' };
     for (const t of this.topics) await this.bus.seek(this.groupId, t, from);
+    await this.bus.membersLeft(this.groupId);
     if (this.options.untilEnd) {
       this.ends = new Map();
       for (const t of this.topics) {

@@ -402,6 +402,16 @@ export class KafkaBus implements Bus {
     return undefined;
   }
 
+  /**
+   * Resolves once this bus's members of the group that are leaving (unsubscribed, read to the end)
+   * are gone. A member joining while another still leaves forces a rebalance in which kafkajs can
+   * crash (its offset manager of the old generation reads offsets the new one has cleared), and the
+   * newcomer should resume after the leaver's last commit anyway.
+   */
+  membersLeft(groupId: string): Promise<void> {
+    return Promise.all([...this.consumers].filter((c) => c.groupId === groupId).map((c) => c.leaving)).then(() => {});
+  }
+
   async seek(groupId: string, topic: string, position: StartPosition): Promise<void> {
     this.assertOpen();
     if (position.kind === 'committed') return;
@@ -422,8 +432,7 @@ export class KafkaBus implements Bus {
       const p = position.partition;
       targets = [{ partition: p, offset: Math.max(low.get(p)!, Math.min(position.offset, high.get(p)!)) }];
     }
-    // Members of this bus that are leaving the group (unsubscribed, read to the end) must be gone first.
-    await Promise.all([...this.consumers].filter((c) => c.groupId === groupId).map((c) => c.leaving));
+    await this.membersLeft(groupId);
     const [group] = (await withRetry(() => this.admin.describeGroups([groupId]))).groups;
     if (group && group.state !== 'Empty' && group.state !== 'Dead') {
       throw new Error(`seek ${topic} for group ${groupId}: the group has active members (state ${group.state}); stop its consumers first`);
