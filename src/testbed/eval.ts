@@ -14,6 +14,7 @@ import { fitLogistic } from './glm.ts';
 import { DEFAULT_JUDGE, judgeProbabilityFrom, sigmoid, type JudgeOptions } from './judge.ts';
 import { quality } from './quality.ts';
 import type { ArenaTask } from './tasks.ts';
+import { deriveSeed, Rng } from '../util/random.ts';
 
 export interface EvalItem {
   task: ArenaTask;
@@ -88,6 +89,8 @@ export interface EvalResult extends LengthControlledResult {
   meanReferenceQuality: number;
   /** Per-item judge probabilities P(model ≻ reference). */
   preferences: Float64Array;
+  /** Per-item |model| − |reference| in characters. */
+  lengthDiffs: Float64Array;
 }
 
 /** WR, LC, length and quality of one model's responses against the references. */
@@ -133,7 +136,48 @@ export function evaluateResponses(
     meanQuality: q / n,
     meanReferenceQuality: refQ / n,
     preferences,
+    lengthDiffs,
   };
+}
+
+/** One model's items for the bootstrap: judge probabilities and length differences, item i on prompt promptOf[i]. */
+export interface BootstrapInput {
+  preferences: ArrayLike<number>;
+  lengthDiffs: ArrayLike<number>;
+}
+
+/**
+ * Prompt-level bootstrap of the LC win rate (AlpacaEval's intervals resample instructions): each draw
+ * resamples prompts with replacement, all of a prompt's samples together, and refits the GLM with the
+ * full set's σ_len. Every model is drawn on the same resampled prompts, so differences between models
+ * are paired. Returns LC per draw per model; seeded, so a result repeats.
+ */
+export function bootstrapLcWinRates(
+  models: readonly BootstrapInput[],
+  promptOf: ArrayLike<number>,
+  options: { resamples?: number; seed: number } & LengthControlOptions,
+): Float64Array[] {
+  const n = promptOf.length;
+  for (const m of models) {
+    if (m.preferences.length !== n || m.lengthDiffs.length !== n) throw new Error(`bootstrapLcWinRates: a model has ${m.preferences.length} items, expected ${n}`);
+  }
+  const prompts: number[][] = [];
+  for (let i = 0; i < n; i++) (prompts[promptOf[i]] ??= []).push(i);
+  const byPrompt = prompts.filter((p) => p !== undefined);
+  const resamples = options.resamples ?? 200;
+  const rng = new Rng(deriveSeed(options.seed, 'lc-bootstrap'));
+  const sigmas = models.map((m) => lengthControlledWinRate(m.preferences, m.lengthDiffs, undefined, options).lengthSigma);
+  const draws = models.map(() => new Float64Array(resamples));
+  for (let b = 0; b < resamples; b++) {
+    const items: number[] = [];
+    for (let j = 0; j < byPrompt.length; j++) items.push(...byPrompt[rng.int(byPrompt.length)]);
+    models.forEach((m, k) => {
+      const pref = Float64Array.from(items, (i) => m.preferences[i]);
+      const diffs = Float64Array.from(items, (i) => m.lengthDiffs[i]);
+      draws[k][b] = lengthControlledWinRate(pref, diffs, undefined, { ...options, lengthSigma: sigmas[k] }).lcWinRate;
+    });
+  }
+  return draws;
 }
 
 export interface AgreementItem {

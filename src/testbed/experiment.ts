@@ -106,15 +106,16 @@ export async function runExperiment(options: ExperimentOptions): Promise<Experim
 
 /** Table 4 as text: γ, α, iteration, LC, WR, length, Q. */
 export function formatAblationTable(rows: readonly AblationRow[], base: TableRow): string {
-  const header = ['γ', 'α', 'it', 'α used', 'LC (%)', 'WR (%)', 'Length', 'Q'];
+  const header = ['γ', 'α', 'it', 'α used', 'LC (%)', 's.e.', 'WR (%)', 'Length', 'Q'];
   const body = [
-    ['-', 'base', '0', '-', base.lcWinRate.toFixed(1), base.winRate.toFixed(1), base.avgLength.toFixed(1), base.meanQuality.toFixed(3)],
+    ['-', 'base', '0', '-', base.lcWinRate.toFixed(1), base.lcStdErr.toFixed(1), base.winRate.toFixed(1), base.avgLength.toFixed(1), base.meanQuality.toFixed(3)],
     ...rows.map((r) => [
       String(r.gamma),
       r.alphaSetting,
       String(r.iteration),
       r.alphas[r.iteration - 1] === undefined ? '-' : r.alphas[r.iteration - 1].toPrecision(3),
       r.lcWinRate.toFixed(1),
+      r.lcStdErr.toFixed(1),
       r.winRate.toFixed(1),
       r.avgLength.toFixed(1),
       r.meanQuality.toFixed(3),

@@ -22,7 +22,7 @@ import type { Logger } from '../util/log.ts';
 import { Progress } from '../util/log.ts';
 import { deriveSeed, Rng } from '../util/random.ts';
 import { bootstrap, DEFAULT_BOOTSTRAP, type BootstrapResult, type BootstrapSettings } from './bootstrap.ts';
-import { evaluateResponses, rewardJudgeAgreement, type AgreementItem, type AgreementResult, type EvalItem } from './eval.ts';
+import { bootstrapLcWinRates, evaluateResponses, rewardJudgeAgreement, type AgreementItem, type AgreementResult, type EvalItem, type EvalResult } from './eval.ts';
 import { downsample } from './figures.ts';
 import { judgeProbability } from './judge.ts';
 import { referenceResponse } from './reference.ts';
@@ -146,10 +146,20 @@ export interface TableRow {
   variant: string;
   iteration: number;
   lcWinRate: number;
+  /** Standard error of lcWinRate: prompt-level bootstrap (see bootstrapLcWinRates). */
+  lcStdErr: number;
   winRate: number;
   avgLength: number;
   meanQuality: number;
   n: number;
+}
+
+/** LC of model a minus model b with its paired-bootstrap standard error. */
+export interface LcComparison {
+  a: string;
+  b: string;
+  diff: number;
+  stdErr: number;
 }
 
 export interface Check {
@@ -165,6 +175,8 @@ export interface MainJobResult {
   runs: VariantRun[];
   agreement: { pairs: number; vanilla: AgreementResult; shaped: AgreementResult; alpha: number } | null;
   checks: Check[];
+  /** Paired-bootstrap LC differences the checks read: DICE it2 − base, DICE it2 − offline DPO it2. */
+  comparisons: LcComparison[];
   seconds: { bootstrap: number; runs: Record<string, number>; eval: number; total: number };
   /** CPU seconds of the whole process (worker threads included): the quiet-machine estimate. */
   cpuSeconds: number;
@@ -232,9 +244,12 @@ export async function runMainJob(options: MainJobOptions): Promise<MainJobResult
     { model: 'Base (π_θ(0))', variant: 'base', iteration: 0, dir: boot.policyDir },
   ];
   for (const r of runs) r.checkpoints.forEach((dir, i) => models.push({ model: `${r.variant.label} it${i + 1}`, variant: r.variant.name, iteration: i + 1, dir }));
-  const { rows, referenceLength } = await evaluateModels(models, boot.tasks.eval, settings, log);
+  const { rows, referenceLength, compare } = await evaluateModels(models, boot.tasks.eval, settings, log);
   const evalSeconds = (performance.now() - t1) / 1000;
   const ordered = orderTable(rows);
+  const find = (variant: string, it: number) => rows.find((x) => x.variant === variant && x.iteration === it);
+  const dice2 = find(DICE_VARIANT.name, 2); // the iteration the checks read
+  const comparisons = dice2 ? [find('base', 0), find(OFFLINE_DPO_VARIANT.name, 2)].filter((x) => x !== undefined).map((b) => compare(dice2, b)) : [];
 
   const cpu = process.cpuUsage(cpu0);
   const result: MainJobResult = {
@@ -244,6 +259,7 @@ export async function runMainJob(options: MainJobOptions): Promise<MainJobResult
     runs,
     agreement,
     checks: [],
+    comparisons,
     seconds: { bootstrap: bootstrapSeconds, runs: Object.fromEntries(runs.map((r) => [r.variant.name, r.seconds])), eval: evalSeconds, total: (performance.now() - started) / 1000 },
     cpuSeconds: (cpu.user + cpu.system) / 1e6,
     evalReferenceLength: referenceLength,
@@ -389,16 +405,19 @@ export async function evaluateModels(
   evalTasks: ArenaTask[],
   settings: MainJobSettings,
   log: Logger,
-): Promise<{ rows: TableRow[]; referenceLength: number }> {
+): Promise<{ rows: TableRow[]; referenceLength: number; compare: (a: TableRow, b: TableRow) => LcComparison }> {
   const seed = settings.bootstrap.seed;
   const references = evalTasks.map((t) => referenceResponse(t, deriveSeed(seed, 'reference')));
   const rows: TableRow[] = [];
+  const judged: EvalResult[] = [];
+  const promptOf: number[] = [];
   const progress = new Progress('evaluate', models.length);
   let referenceLength = 0;
   try {
     for (const m of models) {
       const sampler = await Sampler.open({ modelDir: m.dir, threads: settings.bootstrap.threads });
       const items: EvalItem[] = [];
+      promptOf.length = 0;
       try {
         for (let start = 0; start < evalTasks.length; start += 32) {
           const chunk = evalTasks.slice(start, start + 32);
@@ -408,22 +427,35 @@ export async function evaluateModels(
           );
           results.forEach((r, i) => {
             if (r.error) throw new Error(`evaluation of ${m.model}: prompt ${r.promptId}: ${r.error}`);
-            for (const s of r.samples) items.push({ task: chunk[i], response: s.text ?? '', reference: references[start + i] });
+            for (const s of r.samples) {
+              items.push({ task: chunk[i], response: s.text ?? '', reference: references[start + i] });
+              promptOf.push(start + i);
+            }
           });
         }
       } finally {
         await sampler.close();
       }
       const e = evaluateResponses(items, { judge: settings.bootstrap.judge });
+      judged.push(e);
       referenceLength = e.avgReferenceLength;
-      rows.push({ model: m.model, variant: m.variant, iteration: m.iteration, lcWinRate: e.lcWinRate, winRate: e.winRate, avgLength: e.avgLength, meanQuality: e.meanQuality, n: e.n });
+      rows.push({ model: m.model, variant: m.variant, iteration: m.iteration, lcWinRate: e.lcWinRate, lcStdErr: NaN, winRate: e.winRate, avgLength: e.avgLength, meanQuality: e.meanQuality, n: e.n });
       progress.tick(1, m.model);
       log.info('evaluated', { model: m.model, lc: round2(e.lcWinRate), wr: round2(e.winRate), avgLength: round2(e.avgLength), quality: round2(e.meanQuality) });
     }
   } finally {
     progress.finish();
   }
-  return { rows, referenceLength };
+  // Every model answered the same prompts with the same samples per prompt, in the same item order.
+  const draws = bootstrapLcWinRates(judged, promptOf, { seed });
+  rows.forEach((r, k) => (r.lcStdErr = summarize(draws[k]).std));
+  const compare = (a: TableRow, b: TableRow): LcComparison => {
+    const da = draws[rows.indexOf(a)];
+    const db = draws[rows.indexOf(b)];
+    if (!da || !db) throw new Error(`compare: ${a.model} or ${b.model} was not evaluated here`);
+    return { a: a.model, b: b.model, diff: a.lcWinRate - b.lcWinRate, stdErr: summarize(da.map((x, i) => x - db[i])).std };
+  };
+  return { rows, referenceLength, compare };
 }
 
 function round2(v: number): number {
@@ -431,8 +463,13 @@ function round2(v: number): number {
 }
 
 /** The issue's checks of the paper's phenomena, evaluated on this run's numbers. */
-export function phenomenaChecks(r: Pick<MainJobResult, 'table' | 'runs'>): Check[] {
+export function phenomenaChecks(r: Pick<MainJobResult, 'table' | 'runs'> & Partial<Pick<MainJobResult, 'comparisons'>>): Check[] {
   const checks: Check[] = [];
+  // "(paired bootstrap s.e. x)" for a difference the run measured, so a reader sees whether it is noise.
+  const se = (a: TableRow, b: TableRow) => {
+    const c = r.comparisons?.find((x) => x.a === a.model && x.b === b.model);
+    return c ? `, paired bootstrap s.e. ${c.stdErr.toFixed(1)}` : '';
+  };
   const row = (variant: string, it: number) => r.table.find((x) => x.variant === variant && x.iteration === it);
   const dice = r.runs.find((x) => x.variant.name === DICE_VARIANT.name);
   const first = dice?.alpha.find((w) => w.round === 1);
@@ -458,14 +495,14 @@ export function phenomenaChecks(r: Pick<MainJobResult, 'table' | 'runs'>): Check
     checks.push({
       name: 'DICE it2 LC win rate ≥ base + 8 points',
       pass: dice2.lcWinRate >= base.lcWinRate + 8,
-      detail: `base ${base.lcWinRate.toFixed(1)}, DICE it2 ${dice2.lcWinRate.toFixed(1)} (${signed(dice2.lcWinRate - base.lcWinRate)})`,
+      detail: `base ${base.lcWinRate.toFixed(1)}, DICE it2 ${dice2.lcWinRate.toFixed(1)} (${signed(dice2.lcWinRate - base.lcWinRate)}${se(dice2, base)})`,
     });
   }
   if (off2 && dice2) {
     checks.push({
       name: 'DICE it2 LC win rate above offline DPO it2',
       pass: dice2.lcWinRate > off2.lcWinRate,
-      detail: `offline DPO it2 ${off2.lcWinRate.toFixed(1)}, DICE it2 ${dice2.lcWinRate.toFixed(1)}`,
+      detail: `offline DPO it2 ${off2.lcWinRate.toFixed(1)}, DICE it2 ${dice2.lcWinRate.toFixed(1)} (${signed(dice2.lcWinRate - off2.lcWinRate)}${se(dice2, off2)})`,
     });
   }
   const zero = r.table.filter((x) => x.variant === ALPHA_ZERO_VARIANT.name);

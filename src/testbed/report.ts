@@ -12,10 +12,10 @@ import { join, resolve } from 'node:path';
 import { histogramSvg, lineChartSvg, type Series } from './figures.ts';
 import type { Check, MainJobResult, TableRow, VariantRun } from './main-job.ts';
 
-/** Fixed-width table: Model | LC (%) | WR (%) | Length | Q. */
+/** Fixed-width table: Model | LC (%) | s.e. | WR (%) | Length | Q (s.e.: the LC's prompt-level bootstrap standard error). */
 export function formatTable(rows: readonly TableRow[], referenceLength?: number): string {
-  const header = ['Model', 'LC (%)', 'WR (%)', 'Length', 'Q'];
-  const body = rows.map((r) => [r.model, r.lcWinRate.toFixed(1), r.winRate.toFixed(1), r.avgLength.toFixed(1), r.meanQuality.toFixed(3)]);
+  const header = ['Model', 'LC (%)', 's.e.', 'WR (%)', 'Length', 'Q'];
+  const body = rows.map((r) => [r.model, r.lcWinRate.toFixed(1), stdErrText(r), r.winRate.toFixed(1), r.avgLength.toFixed(1), r.meanQuality.toFixed(3)]);
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
   const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
   const rule = widths.map((w) => '-'.repeat(w)).join('  ');
@@ -29,9 +29,13 @@ export function formatChecks(checks: readonly Check[]): string {
 }
 
 function markdownTable(rows: readonly TableRow[]): string {
-  const lines = ['| Model | LC (%) | WR (%) | Length | Q | n |', '|---|---:|---:|---:|---:|---:|'];
-  for (const r of rows) lines.push(`| ${r.model} | ${r.lcWinRate.toFixed(1)} | ${r.winRate.toFixed(1)} | ${r.avgLength.toFixed(1)} | ${r.meanQuality.toFixed(3)} | ${r.n} |`);
+  const lines = ['| Model | LC (%) | s.e. | WR (%) | Length | Q | n |', '|---|---:|---:|---:|---:|---:|---:|'];
+  for (const r of rows) lines.push(`| ${r.model} | ${r.lcWinRate.toFixed(1)} | ${stdErrText(r)} | ${r.winRate.toFixed(1)} | ${r.avgLength.toFixed(1)} | ${r.meanQuality.toFixed(3)} | ${r.n} |`);
   return lines.join('\n');
+}
+
+function stdErrText(r: TableRow): string {
+  return Number.isFinite(r.lcStdErr) ? r.lcStdErr.toFixed(1) : '—';
 }
 
 /** The figures of a result, by file name. */
@@ -113,7 +117,8 @@ export function reportMarkdown(result: MainJobResult, figures: readonly string[]
     '',
     markdownTable(result.table),
     '',
-    `LC: AlpacaEval-2-style length-controlled win rate (GLM with a length term, at zero length difference); WR: raw win rate` +
+    `LC: AlpacaEval-2-style length-controlled win rate (GLM with a length term, at zero length difference); s.e.: its standard error` +
+      ` (bootstrap over eval prompts, 200 draws; the checks give paired ones for differences); WR: raw win rate` +
       ` (judge probabilities averaged); Length: mean response length in characters (references: ${result.evalReferenceLength.toFixed(1)});` +
       ` Q: mean ground-truth quality. ${s.eval.samplesPerPrompt} samples per eval prompt at T=${s.eval.temperature}, top-p ${s.eval.topP}.`,
     '',

@@ -1,6 +1,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { evaluateResponses, lengthControlledWinRate, rewardJudgeAgreement } from '../../src/testbed/eval.ts';
+import { bootstrapLcWinRates, evaluateResponses, lengthControlledWinRate, rewardJudgeAgreement } from '../../src/testbed/eval.ts';
+import { summarize } from '../../src/dice/pairs.ts';
 import { makeBehaviourPolicy, type PolicySpec } from '../../src/testbed/policies.ts';
 import { referenceResponse } from '../../src/testbed/reference.ts';
 import { makeArenaSplits } from '../../src/testbed/tasks.ts';
@@ -39,6 +40,29 @@ test('a more correct policy gains LC; the references against themselves sit at 5
 test('same seed → same evaluation', () => {
   assert.deepEqual(evaluate(base, 9), evaluate(base, 9));
   assert.notDeepEqual(evaluate(base, 9).winRate, evaluate(base, 10).winRate);
+});
+
+test('LC bootstrap over prompts: a plausible standard error, paired differences, prompts resampled whole, seeded', () => {
+  const a = evaluate(base);
+  const b = evaluate({ ...base, pCorrect: 0.55, pPartial: 0.15 }); // the same stream: a few answers better, the rest alike
+  const promptOf = tasks.map((_, i) => i);
+  const [da, db] = bootstrapLcWinRates([a, b], promptOf, { seed: 3, resamples: 300 });
+  const seA = summarize(da).std;
+  const seB = summarize(db).std;
+  // About the standard error of a mean of n judge probabilities (the LC is close to one).
+  const naive = (100 * summarize(a.preferences).std) / Math.sqrt(tasks.length);
+  assert.ok(seA > 0.5 * naive && seA < 2 * naive, `s.e. ${seA} vs ${naive}`);
+  // Paired: the two models answer mostly alike, so their difference varies far less than either LC.
+  const seDiff = summarize(da.map((x, i) => x - db[i])).std;
+  assert.ok(seDiff < 0.5 * Math.hypot(seA, seB), `paired s.e. ${seDiff} vs ${Math.hypot(seA, seB)} unpaired`);
+  // Each prompt twice (two identical samples): resampling prompts whole, the s.e. does not shrink by √2.
+  const twice = (e: typeof a) => ({ preferences: [...e.preferences].flatMap((x) => [x, x]), lengthDiffs: [...e.lengthDiffs].flatMap((x) => [x, x]) });
+  const [dd] = bootstrapLcWinRates([twice(a)], promptOf.flatMap((i) => [i, i]), { seed: 3, resamples: 300 });
+  const ratio = summarize(dd).std / seA;
+  assert.ok(ratio > 0.8 && ratio < 1.25, `duplicated-sample s.e. ratio ${ratio}`);
+  assert.deepEqual(bootstrapLcWinRates([a], promptOf, { seed: 3, resamples: 20 }), bootstrapLcWinRates([a], promptOf, { seed: 3, resamples: 20 }));
+  assert.notDeepEqual(bootstrapLcWinRates([a], promptOf, { seed: 3, resamples: 20 }), bootstrapLcWinRates([a], promptOf, { seed: 4, resamples: 20 }));
+  assert.throws(() => bootstrapLcWinRates([a], promptOf.slice(1), { seed: 3 }), /items, expected/);
 });
 
 test('LC GLM: at zero length effect LC equals the GLM intercept win rate; difficulty averages over prompts', () => {

@@ -7,7 +7,7 @@ import { ablationVariant, experimentGrid } from '../../src/testbed/experiment.ts
 import { ALPHA_ZERO_VARIANT, DEFAULT_MAIN_JOB, DICE_VARIANT, OFFLINE_DPO_VARIANT, phenomenaChecks, variantConfig, type AlphaWindowReport, type TableRow, type VariantRun } from '../../src/testbed/main-job.ts';
 
 const row = (model: string, variant: string, iteration: number, lc: number, len: number): TableRow => ({
-  model, variant, iteration, lcWinRate: lc, winRate: lc + 1, avgLength: len, meanQuality: 0.5, n: 10,
+  model, variant, iteration, lcWinRate: lc, lcStdErr: 1.25, winRate: lc + 1, avgLength: len, meanQuality: 0.5, n: 10,
 });
 
 function stats(mean: number, std: number, count: number) {
@@ -25,9 +25,9 @@ function diceRun(before: number, after: number): VariantRun {
 test('table: fixed-width rows in the given order, numbers at fixed precision', () => {
   const text = formatTable([row('Base (π_θ(0))', 'base', 0, 12.345, 30), row('DICE it2', 'dice', 2, 20.06, 28.44)], 31.96);
   const lines = text.split('\n');
-  assert.match(lines[0], /^Model\s+LC \(%\)\s+WR \(%\)\s+Length\s+Q$/);
-  assert.match(lines[2], /^Base \(π_θ\(0\)\)\s+12\.3\s+13\.3\s+30\.0\s+0\.500$/);
-  assert.match(lines[3], /^DICE it2\s+20\.1\s+21\.1\s+28\.4\s+0\.500$/);
+  assert.match(lines[0], /^Model\s+LC \(%\)\s+s\.e\.\s+WR \(%\)\s+Length\s+Q$/);
+  assert.match(lines[2], /^Base \(π_θ\(0\)\)\s+12\.3\s+1\.3\s+13\.3\s+30\.0\s+0\.500$/);
+  assert.match(lines[3], /^DICE it2\s+20\.1\s+1\.3\s+21\.1\s+28\.4\s+0\.500$/);
   assert.equal(new Set(lines.slice(0, 4).map((l) => l.length)).size, 1, 'columns line up');
   assert.match(lines.at(-1)!, /reference answers: 32\.0 chars/);
 });
