@@ -197,15 +197,20 @@ export function writeReport(result: MainJobResult, outDir: string): { dir: strin
  * (base, offline DPO it2, DICE it2) and how many checks passed — how far one seed's result generalises.
  */
 export function formatSeedSummary(results: readonly MainJobResult[]): string {
-  const lc = (r: MainJobResult, variant: string, it: number) => r.table.find((x) => x.variant === variant && x.iteration === it)?.lcWinRate;
   const fmt = (v: number | undefined, signed = false) => (v === undefined ? '—' : `${signed && v >= 0 ? '+' : ''}${v.toFixed(1)}`);
   const header = ['seed', 'Base LC', 'Offline DPO it2', 'DICE it2', 'DICE − base', 'DICE − offline', 'checks passed'];
   const body = results.map((r) => {
-    const base = lc(r, 'base', 0);
-    const off = lc(r, 'offline-dpo', 2);
-    const dice = lc(r, 'dice', 2);
-    const diff = (a?: number, b?: number) => (a === undefined || b === undefined ? undefined : a - b);
-    return [String(r.settings.bootstrap.seed), fmt(base), fmt(off), fmt(dice), fmt(diff(dice, base), true), fmt(diff(dice, off), true), `${r.checks.filter((c) => c.pass).length}/${r.checks.length}`];
+    const row = (variant: string, it: number) => r.table.find((x) => x.variant === variant && x.iteration === it);
+    const base = row('base', 0);
+    const off = row('offline-dpo', 2);
+    const dice = row('dice', 2);
+    // DICE − other, with its paired s.e. where the run measured it
+    const versus = (other?: TableRow) => {
+      if (!dice || !other) return '—';
+      const c = r.comparisons?.find((x) => x.a === dice.model && x.b === other.model);
+      return fmt(dice.lcWinRate - other.lcWinRate, true) + (c ? ` ± ${c.stdErr.toFixed(1)}` : '');
+    };
+    return [String(r.settings.bootstrap.seed), fmt(base?.lcWinRate), fmt(off?.lcWinRate), fmt(dice?.lcWinRate), versus(base), versus(off), `${r.checks.filter((c) => c.pass).length}/${r.checks.length}`];
   });
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padStart(widths[i])).join('  ');

@@ -54,10 +54,11 @@ test('seed summary: one line per seed with the checked numbers and the passed ch
       settings: { ...DEFAULT_MAIN_JOB, bootstrap: { ...DEFAULT_MAIN_JOB.bootstrap, seed } },
       table: [row('Base', 'base', 0, base, 30), row('Offline DPO it2', OFFLINE_DPO_VARIANT.name, 2, off, 33), row('DICE it2', DICE_VARIANT.name, 2, dice, 31)],
       checks: passes.map((pass, i) => ({ name: `c${i}`, pass, detail: '' })),
+      comparisons: seed === 1 ? [{ a: 'DICE it2', b: 'Base', diff: 9.2, stdErr: 1.08 }, { a: 'DICE it2', b: 'Offline DPO it2', diff: 1.6, stdErr: 0.72 }] : undefined,
     }) as unknown as Parameters<typeof formatSeedSummary>[0][number];
   const lines = formatSeedSummary([result(1, 35, 42.6, 44.2, [true, true, true]), result(2, 34.8, 41.5, 39.2, [true, false, false])]).split('\n');
   assert.equal(lines.length, 4);
-  assert.match(lines[2], /^\s*1\s+35\.0\s+42\.6\s+44\.2\s+\+9\.2\s+\+1\.6\s+3\/3$/);
+  assert.match(lines[2], /^\s*1\s+35\.0\s+42\.6\s+44\.2\s+\+9\.2 ± 1\.1\s+\+1\.6 ± 0\.7\s+3\/3$/);
   assert.match(lines[3], /^\s*2\s+34\.8\s+41\.5\s+39\.2\s+\+4\.4\s+-2\.3\s+1\/3$/);
   assert.equal(new Set(lines.map((l) => l.length)).size, 1, 'columns line up');
   assert.deepEqual(parseSeedList('1, 2,3'), [1, 2, 3]);
