@@ -144,6 +144,8 @@ export function evaluateResponses(
 export interface BootstrapInput {
   preferences: ArrayLike<number>;
   lengthDiffs: ArrayLike<number>;
+  /** σ_len of the full set when already fitted (an EvalResult carries it); computed otherwise. */
+  lengthSigma?: number;
 }
 
 /**
@@ -166,7 +168,7 @@ export function bootstrapLcWinRates(
   const byPrompt = prompts.filter((p) => p !== undefined);
   const resamples = options.resamples ?? 200;
   const rng = new Rng(deriveSeed(options.seed, 'lc-bootstrap'));
-  const sigmas = models.map((m) => lengthControlledWinRate(m.preferences, m.lengthDiffs, undefined, options).lengthSigma);
+  const sigmas = models.map((m) => m.lengthSigma ?? lengthControlledWinRate(m.preferences, m.lengthDiffs, undefined, options).lengthSigma);
   const draws = models.map(() => new Float64Array(resamples));
   for (let b = 0; b < resamples; b++) {
     const items: number[] = [];

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { loadArenaPreset, parseIntFlag } from '../arena-flags.ts';
 
 /** `dice experiment`: the paper's ablations (Table 4: α × γ; Fig. 3: γ sweep) in the arena. */
 export function register(program: Command): void {
@@ -15,25 +16,17 @@ export function register(program: Command): void {
     .action(async (opts: { quick?: boolean; out: string; cache: string; work: string; preset: string; seed?: string; threads?: string }) => {
       const { mkdirSync, writeFileSync } = await import('node:fs');
       const { join, resolve } = await import('node:path');
-      const { MAIN_JOB_PRESETS } = await import('../../testbed/main-job.ts');
       const { formatAblationTable, runExperiment, sweepFigure } = await import('../../testbed/experiment.ts');
       const { createLogger } = await import('../../util/log.ts');
-      const settings = MAIN_JOB_PRESETS[opts.preset];
-      if (!settings) throw new Error(`--preset: unknown preset "${opts.preset}" (known: ${Object.keys(MAIN_JOB_PRESETS).join(', ')})`);
-      const int = (v: string | undefined, flag: string) => {
-        if (v === undefined) return undefined;
-        const n = Number(v);
-        if (!Number.isInteger(n) || n < 0) throw new Error(`${flag} must be a non-negative integer, got ${JSON.stringify(v)}`);
-        return n;
-      };
+      const settings = await loadArenaPreset(opts.preset);
       const result = await runExperiment({
         settings,
         quick: opts.quick,
         cacheRoot: opts.cache,
         workDir: opts.work,
         log: createLogger({ cmd: 'experiment' }),
-        seed: int(opts.seed, '--seed'),
-        threads: int(opts.threads, '--threads'),
+        seed: parseIntFlag(opts.seed, '--seed'),
+        threads: parseIntFlag(opts.threads, '--threads'),
       });
       const table4 = formatAblationTable(result.table4, result.base);
       const sweep = formatAblationTable(result.sweep, result.base);

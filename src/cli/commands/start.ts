@@ -1,4 +1,7 @@
 import type { Command } from 'commander';
+import type { MainJobSettings } from '../../testbed/main-job.ts';
+import type { Logger } from '../../util/log.ts';
+import { loadArenaPreset, parseIntFlag } from '../arena-flags.ts';
 
 /** `dice start` (what `npm start` runs): the arena's main job — bootstrap, DICE, baselines, evaluation, report. */
 export function register(program: Command): void {
@@ -14,11 +17,10 @@ export function register(program: Command): void {
     .option('--threads <n>', 'onnxruntime threads per engine (fixed for determinism; default: the preset\'s)')
     .option('--json', 'print the result as JSON on stdout instead of the table')
     .action(async (opts: { out: string; cache: string; work: string; preset: string; seed?: string; seeds?: string; threads?: string; json?: boolean }) => {
-      const { MAIN_JOB_PRESETS, runMainJob } = await import('../../testbed/main-job.ts');
+      const { runMainJob } = await import('../../testbed/main-job.ts');
       const { formatChecks, formatTable, reportJson, writeReport } = await import('../../testbed/report.ts');
       const { createLogger } = await import('../../util/log.ts');
-      const settings = MAIN_JOB_PRESETS[opts.preset];
-      if (!settings) throw new Error(`--preset: unknown preset "${opts.preset}" (known: ${Object.keys(MAIN_JOB_PRESETS).join(', ')})`);
+      const settings = await loadArenaPreset(opts.preset);
       const seed = parseIntFlag(opts.seed, '--seed');
       const threads = parseIntFlag(opts.threads, '--threads');
       const log = createLogger({ cmd: 'start' });
@@ -49,7 +51,7 @@ export function register(program: Command): void {
 /** `--seeds`: the main job per seed, each in its own run and report folder, then one summary line per seed. */
 async function runSeeds(
   seeds: number[],
-  ctx: { settings: import('../../testbed/main-job.ts').MainJobSettings; opts: { out: string; cache: string; work: string; json?: boolean }; threads?: number; log: import('../../util/log.ts').Logger },
+  ctx: { settings: MainJobSettings; opts: { out: string; cache: string; work: string; json?: boolean }; threads?: number; log: Logger },
 ): Promise<void> {
   const { join } = await import('node:path');
   const { writeFileSync } = await import('node:fs');
@@ -78,11 +80,4 @@ export function parseSeedList(value: string): number[] {
   const out = seeds.map((s) => parseIntFlag(s, '--seeds') as number);
   if (seeds.some((s) => s === '') || new Set(out).size !== out.length) throw new Error(`--seeds must be distinct non-negative integers separated by commas, got ${JSON.stringify(value)}`);
   return out;
-}
-
-function parseIntFlag(value: string | undefined, flag: string): number | undefined {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0) throw new Error(`${flag} must be a non-negative integer, got ${JSON.stringify(value)}`);
-  return n;
 }
