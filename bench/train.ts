@@ -1,31 +1,34 @@
 /**
  * bench:train — one DPO optimizer step (forward + backward of policy on chosen and rejected, DPO loss,
  * clip, AdamW) of our trainer, next to PyTorch autograd + torch.optim.AdamW doing the same step on
- * the same weights and batch (tools/bench_train_torch.py, when /work/pyenv or $DICE_PYTHON has torch).
+ * the same weights and batch (tools/bench_train_torch.py, with $DICE_PYTHON, /work/.venv or /work/pyenv's torch).
  *
- *   npm run bench:train [-- --threads N --shapes tiny,smollm2-135m --cases 32x32,8x256 --steps 2 --micro-batch P --no-torch --quick]
+ *   npm run bench:train [-- --threads N --shapes tiny,smollm2-135m --cases 32x32,8x256 --steps 2 --micro-batch P --model DIR --no-torch --quick]
+ *
+ * --model DIR: real weights (a Hugging Face model folder, e.g. SmolLM2-135M-Instruct imported from
+ * its GGUF) in place of the random shape-named inits (.dice/bench/<shape>); the row is named after DIR.
  *
  * A case PxL is P pairs of L tokens per sequence (L/2 prompt, L/2 response), so a step runs 2P rows.
  * Each (shape, case) runs in a fresh child process so its peak RSS is its own. Model FLOP/s counts
  * 6·N·tokens for the N weights used in matmuls (lm_head included, the embedding lookup not) plus
  * causal-unexploited attention 12·layers·T·d per token, over the median step time after one warm-up
- * step; the fp32 peak is a 2048² MatMul timed in the same process with the same thread count.
+ * step; the fp32 peak is a 2048² MatMul timed in our child with the same thread count (onnxruntime),
+ * and each side's model FLOP/s is quoted as a share of it (the peer also reports torch's own 2048²).
+ * The load average is printed before and after each side.
  * --micro-batch P applies to both sides (gradient accumulation over P pairs at a time).
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
-import { join } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { writeInitModel } from '../src/model/init.ts';
 import { loadModel } from '../src/model/load.ts';
 import { llamaParameterShapes } from '../src/model/llama-graph.ts';
 import type { LlamaConfig } from '../src/model/llama-config.ts';
-import { GraphBuilder, serializeModel } from '../src/onnx/builder.ts';
-import { createSession } from '../src/onnx/session.ts';
 import { TrainerCore } from '../src/engine/trainer-core.ts';
 import type { PreferencePair } from '../src/engine/trainer-batch.ts';
-import { Rng } from '../src/util/random.ts';
+import { benchModelDir, makeBenchBatch } from './train-batch.ts';
+import { matmulPeakGflops } from './matmul-peak.ts';
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -33,10 +36,11 @@ function arg(name: string, fallback: string): string {
 }
 const quick = process.argv.includes('--quick');
 const threads = Number(arg('threads', String(Math.min(availableParallelism(), 8))));
-const shapes = arg('shapes', quick ? 'tiny' : 'tiny,smollm2-135m').split(',');
 const cases = arg('cases', quick ? '4x32' : '32x32,8x256').split(',');
 const steps = Number(arg('steps', quick ? '1' : '2'));
 const microBatch = arg('micro-batch', '0') === '0' ? undefined : Number(arg('micro-batch', '0'));
+const modelArg = arg('model', '');
+const shapes = modelArg ? [basename(resolve(modelArg))] : arg('shapes', quick ? 'tiny' : 'tiny,smollm2-135m').split(',');
 
 interface Result {
   shape: string;
@@ -51,31 +55,6 @@ interface Result {
   loss: number;
 }
 
-function modelDir(shape: string): string {
-  const dir = join('.dice', 'bench', shape);
-  if (!existsSync(join(dir, 'model.safetensors'))) {
-    console.error(`initialising ${dir} (random ${shape}-shaped weights)`);
-    writeInitModel(shape, dir, { seed: 0 });
-  }
-  return dir;
-}
-
-/** The batch both sides train on: deterministic ids from the seed, written for the PyTorch peer. */
-function makeBatch(config: LlamaConfig, pairs: number, length: number): { promptTokenIds: number[][]; chosen: number[][]; rejected: number[][]; refChosen: number[]; refRejected: number[] } {
-  const rng = new Rng(1234);
-  const vocab = Math.min(config.vocabSize, 1000);
-  const seq = (n: number) => Array.from({ length: n }, () => 3 + rng.int(vocab - 3));
-  const half = length / 2;
-  const promptTokenIds = Array.from({ length: pairs }, () => seq(half));
-  return {
-    promptTokenIds,
-    chosen: Array.from({ length: pairs }, () => seq(half)),
-    rejected: Array.from({ length: pairs }, () => seq(half)),
-    refChosen: Array.from({ length: pairs }, () => -half * 7 + rng.next()),
-    refRejected: Array.from({ length: pairs }, () => -half * 7 + rng.next()),
-  };
-}
-
 function modelFlopsPerStep(config: LlamaConfig, rows: number, length: number): number {
   let matmulParams = 0;
   for (const [name, shape] of llamaParameterShapes(config)) if (shape.length === 2 && name !== 'model.embed_tokens.weight') matmulParams += shape[0] * shape[1];
@@ -85,31 +64,13 @@ function modelFlopsPerStep(config: LlamaConfig, rows: number, length: number): n
   return tokens * (6 * matmulParams + attention);
 }
 
-async function matmulPeakGflops(): Promise<number> {
-  const n = 2048;
-  const g = new GraphBuilder('peak');
-  const a = g.input('a', 'float32', [n, n]);
-  const b = g.input('b', 'float32', [n, n]);
-  g.output(g.op1('MatMul', [a, b]), 'float32', [n, n], 'c');
-  const s = await createSession(serializeModel(g), { threads });
-  const data = new Float32Array(n * n).map((_, i) => ((i * 7919) % 1000) / 1000);
-  const feeds = { a: new ort.Tensor('float32', data, [n, n]), b: new ort.Tensor('float32', data, [n, n]) };
-  await s.run(feeds);
-  let best = Infinity;
-  for (let i = 0; i < 3; i++) {
-    const t = performance.now();
-    await s.run(feeds);
-    best = Math.min(best, (performance.now() - t) / 1000);
-  }
-  return (2 * n ** 3) / best / 1e9;
-}
-
 /** Child process: one (shape, case) measured on its own. */
 async function child(shape: string, kase: string): Promise<void> {
   const [pairs, length] = kase.split('x').map(Number);
-  const dir = modelDir(shape);
+  const dir = modelArg || benchModelDir(shape);
+  if (modelArg && !existsSync(join(dir, 'config.json'))) throw new Error(`--model ${dir}: no config.json there (a Hugging Face model folder is expected)`);
   const model = loadModel(dir);
-  const batch = makeBatch(model.config, pairs, length);
+  const batch = makeBenchBatch(model.config, pairs, length);
   const batchFile = join('.dice', 'bench', `train-batch-${shape}-${kase}.json`);
   writeFileSync(batchFile, JSON.stringify(batch));
   const trainer = new TrainerCore(model.config, model.weights, { loss: 'dpo', beta: 0.1, lr: 1e-5, warmupSteps: 0, threads, maxPositions: length, microBatch });
@@ -130,7 +91,7 @@ async function child(shape: string, kase: string): Promise<void> {
     loss = m.loss;
   }
   const stepSeconds = median(times);
-  const peakGflops = await matmulPeakGflops();
+  const peakGflops = await matmulPeakGflops(threads);
   const result: Result = {
     shape,
     case: kase,
@@ -153,7 +114,7 @@ function median(xs: number[]): number {
 const load = () => loadavg()[0].toFixed(1);
 
 function python(): string | null {
-  const candidates = [process.env.DICE_PYTHON, '/work/pyenv/bin/python'].filter((p): p is string => !!p);
+  const candidates = [process.env.DICE_PYTHON, '/work/.venv/bin/python', '/work/pyenv/bin/python'].filter((p): p is string => !!p);
   return candidates.find((p) => existsSync(p)) ?? null;
 }
 
@@ -166,7 +127,8 @@ async function main(): Promise<void> {
   for (const shape of shapes) {
     for (const kase of cases) {
       const loadBefore = load();
-      const run = spawnSync(process.execPath, ['--import', 'tsx', process.argv[1], '--child', shape, kase, '--threads', String(threads), '--steps', String(steps), '--micro-batch', String(microBatch ?? 0)], { encoding: 'utf8', maxBuffer: 1 << 26 });
+      const childArgs = ['--child', shape, kase, '--threads', String(threads), '--steps', String(steps), '--micro-batch', String(microBatch ?? 0), ...(modelArg ? ['--model', modelArg] : [])];
+      const run = spawnSync(process.execPath, ['--import', 'tsx', process.argv[1], ...childArgs], { encoding: 'utf8', maxBuffer: 1 << 26 });
       const line = run.stdout.split('\n').find((l) => l.startsWith('RESULT '));
       if (!line) {
         console.error(`${shape} ${kase}: failed\n${run.stderr.split('\n').filter((l) => !l.includes('W:onnxruntime')).slice(-10).join('\n')}`);
@@ -174,37 +136,44 @@ async function main(): Promise<void> {
       }
       const r = JSON.parse(line.slice(7)) as Result & { batchFile: string; modelDir: string };
       const loadOurs = load();
-      let torch: { stepSeconds: number; steps: number[]; peakRssMb: number; loss: number } | null = null;
+      let torch: { stepSeconds: number; steps: number[]; peakRssMb: number; loss: number; matmulPeakGflops?: number } | null = null;
+      let loadTorch = '-';
       if (py) {
         const t = spawnSync(py, ['tools/bench_train_torch.py', '--model', r.modelDir, '--batch', r.batchFile, '--threads', String(threads), '--steps', String(steps), '--micro-batch', String(microBatch ?? 0)], { encoding: 'utf8' });
+        loadTorch = load();
         const tl = t.stdout.split('\n').find((l) => l.startsWith('RESULT '));
         if (tl) torch = JSON.parse(tl.slice(7));
         else console.error(`PyTorch ${shape} ${kase}: failed\n${t.stderr.slice(-1000)}`);
       }
+      const share = (gflops: number) => `${((100 * gflops) / r.peakGflops).toFixed(0)}%`;
+      const torchGflops = torch ? r.modelGflops * (r.stepSeconds / torch.stepSeconds) : 0;
       rows.push(
         [
           shape.padEnd(13),
           kase.padEnd(7),
           `${r.stepSeconds.toFixed(3)}s`.padStart(9),
-          `${r.tokensPerSecond.toFixed(0)}`.padStart(8),
-          `${r.modelGflops.toFixed(1)}`.padStart(7),
-          `${((100 * r.modelGflops) / r.peakGflops).toFixed(0)}% of ${r.peakGflops.toFixed(0)}`.padStart(12),
+          `${r.tokensPerSecond.toFixed(0)}`.padStart(7),
+          `${r.modelGflops.toFixed(1)} (${share(r.modelGflops)})`.padStart(12),
           `${r.peakRssMb.toFixed(0)}MB`.padStart(8),
           torch ? `${torch.stepSeconds.toFixed(3)}s`.padStart(9) : '        -',
+          torch ? `${torchGflops.toFixed(1)} (${share(torchGflops)})`.padStart(12) : '           -',
           torch ? `${torch.peakRssMb.toFixed(0)}MB`.padStart(8) : '       -',
           torch ? `${(torch.stepSeconds / r.stepSeconds).toFixed(2)}`.padStart(6) : '     -',
           torch ? `${Math.abs(torch.loss - r.loss).toExponential(1)}`.padStart(8) : '        ',
-          `${loadBefore}/${loadOurs}/${load()}`.padStart(14),
+          `${r.peakGflops.toFixed(0)}${torch?.matmulPeakGflops ? `/${torch.matmulPeakGflops.toFixed(0)}` : ''}`.padStart(8),
+          `${loadBefore}→${loadOurs}`.padStart(10),
+          `${py ? `${loadOurs}→${loadTorch}` : '-'}`.padStart(10),
         ].join('  '),
       );
       console.log(rows[rows.length - 1]);
       console.log(`  steps: ours ${r.steps.map((x) => x.toFixed(2)).join(' ')}${torch ? `  torch ${torch.steps.map((x) => x.toFixed(2)).join(' ')}` : ''}`);
     }
   }
-  console.log('\nshape          case         ours  tok/s   GFLOP/s  of MatMul peak  ours RSS   torch  torch RSS  ratio  |Δloss|   load avg (1 min)');
+  console.log('\nshape          case         ours  tok/s  GFLOP/s (%pk)  ours RSS      torch  GFLOP/s (%pk)  torch RSS  ratio  |Δloss|  peak ort/torch  load ours  load torch');
   for (const r of rows) console.log(r);
   console.log('ratio = PyTorch step time / ours (≥ 1: ours is faster); step times are medians. Case PxL: P pairs, 2P rows of L tokens.');
-  console.log('load avg: before ours / after ours / after PyTorch — the 2 cores are shared, and timings (PyTorch\'s OpenMP most) swing with load.');
+  console.log('GFLOP/s: model FLOPs per step / step time, (%pk) its share of the 2048² MatMul peak measured in this run by onnxruntime (peak ort/torch: that peak, and torch\'s own 2048² in its process).');
+  console.log('load avg (1 min): before → after each side — the 2 cores are shared, and timings (PyTorch\'s OpenMP most) swing with load.');
 }
 
 await main();

@@ -1,6 +1,7 @@
 """PyTorch peer of bench/train.ts: one DPO step (autograd forward+backward on chosen and rejected,
 -logsigmoid(beta * margin) mean, clip_grad_norm_(1.0), torch.optim.AdamW) on the same weights and batch.
-Prints RESULT {"stepSeconds", "steps", "peakRssMb", "loss"} (median step time after one warm-up step).
+Prints RESULT {"stepSeconds", "steps", "peakRssMb", "loss", "matmulPeakGflops"} (median step time after one
+warm-up step; torch's 2048² fp32 MatMul peak measured after the steps).
   python tools/bench_train_torch.py --model DIR --batch FILE.json [--threads N --steps S --micro-batch P]
 With --micro-batch P the step accumulates gradients over micro-batches of P pairs (2P rows), as the
 trainer does; 0 = the whole batch at once.
@@ -72,7 +73,19 @@ def main():
         loss = step()
         times.append(time.perf_counter() - t)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print("RESULT " + json.dumps({"stepSeconds": statistics.median(times), "steps": times, "peakRssMb": rss, "loss": loss}))
+    print("RESULT " + json.dumps({"stepSeconds": statistics.median(times), "steps": times, "peakRssMb": rss, "loss": loss, "matmulPeakGflops": matmul_peak_gflops()}))
+
+
+def matmul_peak_gflops(n=2048):
+    """torch's own fp32 2048² MatMul, best of 3 after a warm-up (as bench/matmul-peak.ts times onnxruntime's)."""
+    a = torch.arange(n * n, dtype=torch.float32).reshape(n, n).remainder(1000) / 1000
+    a @ a
+    best = float("inf")
+    for _ in range(3):
+        t = time.perf_counter()
+        a @ a
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
 
 
 if __name__ == "__main__":

@@ -15,8 +15,8 @@ export class Emitter {
     readonly info: GraphInfo,
   ) {}
 
-  op(opType: string, inputs: string[], attributes: Attributes = {}): string {
-    const out = this.g.op1(opType, inputs, attributes);
+  op(opType: string, inputs: string[], attributes: Attributes = {}, domain?: string): string {
+    const out = this.g.op1(opType, inputs, attributes, domain);
     this.info.update();
     return out;
   }

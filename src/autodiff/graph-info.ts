@@ -254,6 +254,7 @@ const ELEMENTWISE = new Set(['Add', 'Sub', 'Mul', 'Div', 'Pow', 'Sum', 'Max', 'M
 const SAME_SHAPE = new Set([
   'Neg', 'Exp', 'Log', 'Sqrt', 'Reciprocal', 'Sigmoid', 'Tanh', 'Softplus', 'Relu', 'Abs', 'Cast', 'CastLike', 'Identity',
   'Softmax', 'LogSoftmax', 'CumSum', 'Not', 'Erf', 'Floor', 'Ceil', 'Sin', 'Cos', 'IsNaN', 'IsInf', 'Trilu', 'Clip', 'Sign', 'HardSigmoid', 'LeakyRelu', 'Elu', 'Round',
+  'QuickGelu', 'RotaryEmbedding',
 ]);
 const COMPARISONS = new Set(['Equal', 'Less', 'LessOrEqual', 'Greater', 'GreaterOrEqual', 'And', 'Or', 'Xor', 'Not', 'IsNaN', 'IsInf']);
 const REDUCTIONS = new Set(['ReduceSum', 'ReduceMean', 'ReduceMax', 'ReduceMin', 'ReduceLogSumExp', 'ReduceProd', 'ReduceSumSquare', 'ReduceL2']);

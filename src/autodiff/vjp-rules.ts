@@ -178,6 +178,24 @@ export const VJP_RULES: Record<string, VjpRule> = {
     return [e.where(e.op('Greater', [x, e.scalarLike(0, x)]), dyOf(node, dy), e.scalarLike(0, x))];
   },
 
+  // y = x·sigmoid(αx) (com.microsoft QuickGelu; α = 1 is SiLU):  dx = dy·(s + αy(1 − s)), s = sigmoid(αx)
+  // recomputed here, so the forward keeps only x and y
+  QuickGelu: ({ e, node, dy }) => {
+    const [x, y] = [x0(node), y0(node)];
+    const alpha = floatAttr(node, 'alpha', 1.702);
+    const s = e.sigmoid(alpha === 1 ? x : e.mul(x, e.scalarLike(alpha, x)));
+    const ay = alpha === 1 ? y : e.mul(y, e.scalarLike(alpha, y));
+    return [e.mul(dyOf(node, dy), e.add(s, e.mul(ay, e.sub(e.scalarLike(1, s), s))))];
+  },
+
+  // y = RoPE(x) at positions (com.microsoft RotaryEmbedding, rotate-half or interleaved): a rotation
+  // of each pair by its angle θ, so dx = the rotation by −θ of dy = RoPE with the sin table negated
+  RotaryEmbedding: ({ e, node, dy, needs }) => {
+    if (needs(2) || needs(3)) throw new Error(`autodiff: ${node.name} (RotaryEmbedding): the cos/sin tables are not differentiable here`);
+    const [, positions, cos, sin] = node.inputs;
+    return [e.op('RotaryEmbedding', [dyOf(node, dy), positions, cos, e.neg(sin)], node.attributes, node.domain)];
+  },
+
   // y = softmax(x, axis):  dx = y * (dy - sum_axis(dy * y))
   Softmax: ({ e, node, dy }) => {
     const [g, y] = [dyOf(node, dy), y0(node)];

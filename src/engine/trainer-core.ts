@@ -7,35 +7,19 @@ import { checkProvider, toOrt, type ExecutionProvider } from '../onnx/session.ts
 import { emitLlamaForward } from '../model/llama-graph.ts';
 import { emitResponsePositions } from '../losses/response-positions.ts';
 import { emitSequenceLogps } from '../losses/sequence-logps.ts';
-import { ADAMW_DEFAULTS, type AdamWConfig } from '../optim/adamw.ts';
+import { ADAMW_DEFAULTS, adamwUpdate, type AdamWConfig } from '../optim/adamw.ts';
 import { learningRateAt } from '../optim/schedule.ts';
-import {
-  buildGradsGraph,
-  accName,
-  buildStepGraph,
-  buildUpdateGraph,
-  gradName,
-  mName,
-  newMName,
-  newParamName,
-  newVName,
-  vName,
-  type LossKind,
-  type TrainGraphSpec,
-} from './trainer-graph.ts';
+import { buildGradsGraph, accName, gradName, type LossKind, type TrainGraphSpec } from './trainer-graph.ts';
 import { chunk, collateRows, ktoMismatchedRows, preferenceRows, type PreferencePair, type Row, type SftExample } from './trainer-batch.ts';
 
 /**
  * The trainer engine's state and step, run in whichever thread owns it (trainer-worker.ts hosts it
- * in a worker). Parameters, AdamW moments m and v live as host typed arrays fed to onnxruntime
- * without copying; onnxruntime writes the new values straight over the old ones (preallocated
- * outputs aliasing the inputs). That is safe because every new value depends on the global gradient
- * norm (see optim/adamw.ts), so every node that reads an old value runs before any is overwritten;
- * the PyTorch-fixture tests check the result of both step paths.
+ * in a worker). Parameters, AdamW moments m and v and the gradients each live in one flat host
+ * array, every tensor a view of its slice, fed to onnxruntime without copying.
  *
- * One optimizer step = one run of the fused step graph when the batch is a single micro-batch,
- * otherwise one grads run per micro-batch (each adding its gradients into one host buffer per
- * parameter) and one update run.
+ * One optimizer step = one grads run per micro-batch, whose gradient outputs are bound to the flat
+ * gradient array (the producing nodes write there; with several micro-batches each run adds its
+ * gradients to what is there), then one host AdamW pass over the flat arrays (optim/adamw.ts).
  */
 
 export interface TrainerOptions {
@@ -55,6 +39,8 @@ export interface TrainerOptions {
   /** Longest sequence (rows of the RoPE tables); default config.maxPositionEmbeddings. */
   maxPositions?: number;
   padTokenId?: number;
+  /** onnxruntime's profiler on the train sessions: JSON files with this prefix, written on release(). */
+  profileFilePrefix?: string;
 }
 
 export type TrainBatch =
@@ -73,6 +59,8 @@ export interface StepMetrics {
   margin: number;
   /** Global gradient norm before clipping. */
   gradNorm: number;
+  /** Of `seconds`, the host AdamW update's. */
+  optimizerSeconds: number;
   examples: number;
   tokens: number;
   microBatches: number;
@@ -91,13 +79,17 @@ type Buffer = Float32Array | Float64Array;
 export class TrainerCore {
   private readonly names: string[];
   private readonly shapes: Map<string, number[]>;
+  /** Flat arrays, and per parameter name a view of its slice. */
+  private readonly flat: { params: Buffer; m: Buffer; v: Buffer; grads: Buffer };
   private readonly params = new Map<string, Buffer>();
   private readonly m = new Map<string, Buffer>();
   private readonly v = new Map<string, Buffer>();
+  private readonly grads = new Map<string, Buffer>();
   private stepsDone = 0;
   private readonly sessions = new Map<string, Promise<ort.InferenceSession>>();
   readonly dtype: FloatDType;
   private readonly spec: TrainGraphSpec;
+  private readonly adamw: AdamWConfig;
 
   constructor(
     readonly config: LlamaConfig,
@@ -107,15 +99,22 @@ export class TrainerCore {
     this.dtype = options.dtype ?? 'float32';
     this.shapes = llamaParameterShapes(config);
     this.names = [...this.shapes.keys()];
-    for (const name of this.names) {
+    const sizes = this.names.map((name) => this.shapes.get(name)!.reduce((a, b) => a * b, 1));
+    const total = sizes.reduce((a, b) => a + b, 0);
+    const alloc = (): Buffer => (this.dtype === 'float64' ? new Float64Array(total) : new Float32Array(total));
+    this.flat = { params: alloc(), m: alloc(), v: alloc(), grads: alloc() };
+    let offset = 0;
+    this.names.forEach((name, k) => {
       const t = weights.get(name);
       if (!t) throw new Error(`trainer: the model has no tensor ${name}`);
-      const data = toFloat(t, this.dtype).data as Buffer;
-      // own copies: the buffers are written in place by later steps
-      this.params.set(name, data === t.data ? data.slice() : data);
-      this.m.set(name, this.alloc(name));
-      this.v.set(name, this.alloc(name));
-    }
+      const view = (b: Buffer) => b.subarray(offset, offset + sizes[k]);
+      this.params.set(name, view(this.flat.params));
+      this.m.set(name, view(this.flat.m));
+      this.v.set(name, view(this.flat.v));
+      this.grads.set(name, view(this.flat.grads));
+      this.params.get(name)!.set(toFloat(t, this.dtype).data as Buffer);
+      offset += sizes[k];
+    });
     if (options.beta <= 0 && options.loss !== 'sft') throw new Error(`trainer: beta must be > 0 (got ${options.beta})`);
     this.spec = {
       config,
@@ -123,14 +122,9 @@ export class TrainerCore {
       loss: options.loss,
       beta: options.beta,
       alpha: options.alpha,
-      adamw: { ...ADAMW_DEFAULTS, ...options.adamw },
       maxPositions: options.maxPositions,
     };
-  }
-
-  private alloc(name: string): Buffer {
-    const n = this.shapes.get(name)!.reduce((a, b) => a * b, 1);
-    return this.dtype === 'float64' ? new Float64Array(n) : new Float32Array(n);
+    this.adamw = { ...ADAMW_DEFAULTS, ...options.adamw };
   }
 
   /** Restores optimizer state (e.g. from a checkpoint's optimizer file). */
@@ -158,16 +152,16 @@ export class TrainerCore {
     return new ort.Tensor(this.dtype, this.dtype === 'float64' ? Float64Array.of(x) : Float32Array.of(x), []);
   }
 
-  private session(kind: 'step' | 'grads' | 'update' | 'logps'): Promise<ort.InferenceSession> {
+  private session(kind: 'grads' | 'grads-acc' | 'logps'): Promise<ort.InferenceSession> {
     let s = this.sessions.get(kind);
     if (!s) {
-      const graph =
-        kind === 'step' ? buildStepGraph(this.spec) : kind === 'grads' ? buildGradsGraph(this.spec, { accumulate: true }) : kind === 'update' ? buildUpdateGraph(this.spec) : this.logpsGraph();
+      const graph = kind === 'logps' ? this.logpsGraph() : buildGradsGraph(this.spec, { accumulate: kind === 'grads-acc' });
       s = createTrainSession(serializeModel(graph), {
         provider: this.options.provider ?? 'cpu',
         threads: this.options.threads ?? 1,
         // onnxruntime's x·sigmoid(x) → QuickGelu fusion has no float64 kernel
         optimization: this.dtype === 'float64' ? 'basic' : 'all',
+        profileFilePrefix: this.options.profileFilePrefix ? `${this.options.profileFilePrefix}-${kind}` : undefined,
       });
       s.catch(() => this.sessions.delete(kind));
       this.sessions.set(kind, s);
@@ -188,6 +182,7 @@ export class TrainerCore {
       predictAt: at.index,
       maxPositions: this.options.maxPositions,
       linear: 'gemm',
+      contribOps: true,
       weight: (name, shape) => g.input(name, this.dtype, shape),
     });
     g.output(emitSequenceLogps(g, logProbs, at), this.dtype, ['rows'], 'policy_logps');
@@ -235,60 +230,27 @@ export class TrainerCore {
       sums.tokens += tokens;
     };
     const metricNames = ['loss', 'correct_sum', 'margin_sum', 'chosen_reward_sum', 'rejected_reward_sum'];
-    let gradNorm: number;
-
-    if (micro.length === 1) {
-      const session = await this.session('step');
-      const { feeds, tokens } = this.batchFeeds(micro[0], units, ktoZ0);
+    // one micro-batch: its run writes the gradients; several: each run adds its gradients to the
+    // buffer (input acc.<name> and output grad.<name> bound to the same view; the Add reads each
+    // element before writing it, and nothing else reads acc)
+    const accumulate = micro.length > 1;
+    if (accumulate) this.flat.grads.fill(0);
+    const session = await this.session(accumulate ? 'grads-acc' : 'grads');
+    for (const part of micro) {
+      const { feeds, tokens } = this.batchFeeds(part, units, ktoZ0);
       this.paramFeeds(feeds, session);
-      feeds.lr = this.scalar(lr);
-      feeds.step = this.scalar(t);
       const fetches: Record<string, ort.Tensor | null> = {};
       for (const n of metricNames) fetches[n] = null;
-      fetches.grad_norm = null;
       for (const name of this.names) {
-        feeds[mName(name)] = this.tensor(name, this.m.get(name)!);
-        feeds[vName(name)] = this.tensor(name, this.v.get(name)!);
-        fetches[newParamName(name)] = this.tensor(name, this.params.get(name)!);
-        fetches[newMName(name)] = this.tensor(name, this.m.get(name)!);
-        fetches[newVName(name)] = this.tensor(name, this.v.get(name)!);
+        if (accumulate) feeds[accName(name)] = this.tensor(name, this.grads.get(name)!);
+        fetches[gradName(name)] = this.tensor(name, this.grads.get(name)!);
       }
       const r = await session.run(feeds, fetches);
       addMetrics(r, tokens);
-      gradNorm = Number(r.grad_norm.data[0]);
-    } else {
-      // one host buffer per parameter: each run adds its micro-batch's gradient to it in the graph
-      // (input acc.<name> and output grad.<name> bound to the same buffer; the Add reads each element
-      // before writing it, and nothing else reads acc)
-      const grads = await this.session('grads');
-      const acc = new Map(this.names.map((name) => [name, this.alloc(name)]));
-      for (const part of micro) {
-        const { feeds, tokens } = this.batchFeeds(part, units, ktoZ0);
-        this.paramFeeds(feeds, grads);
-        const fetches: Record<string, ort.Tensor | null> = {};
-        for (const n of metricNames) fetches[n] = null;
-        for (const name of this.names) {
-          feeds[accName(name)] = this.tensor(name, acc.get(name)!);
-          fetches[gradName(name)] = this.tensor(name, acc.get(name)!);
-        }
-        const r = await grads.run(feeds, fetches);
-        addMetrics(r, tokens);
-      }
-      const update = await this.session('update');
-      const feeds: Record<string, ort.Tensor> = { lr: this.scalar(lr), step: this.scalar(t) };
-      const fetches: Record<string, ort.Tensor | null> = { grad_norm: null };
-      for (const name of this.names) {
-        feeds[name] = this.tensor(name, this.params.get(name)!);
-        feeds[gradName(name)] = this.tensor(name, acc.get(name)!);
-        feeds[mName(name)] = this.tensor(name, this.m.get(name)!);
-        feeds[vName(name)] = this.tensor(name, this.v.get(name)!);
-        fetches[newParamName(name)] = this.tensor(name, this.params.get(name)!);
-        fetches[newMName(name)] = this.tensor(name, this.m.get(name)!);
-        fetches[newVName(name)] = this.tensor(name, this.v.get(name)!);
-      }
-      const r = await update.run(feeds, fetches);
-      gradNorm = Number(r.grad_norm.data[0]);
     }
+    const optimizerStarted = performance.now();
+    const gradNorm = adamwUpdate({ param: this.flat.params, m: this.flat.m, v: this.flat.v, grad: this.flat.grads }, lr, t, this.adamw);
+    const optimizerSeconds = (performance.now() - optimizerStarted) / 1000;
     this.stepsDone = t;
     const pairs = isSft ? 0 : (batch as { pairs: PreferencePair[] }).pairs.length;
     return {
@@ -300,6 +262,7 @@ export class TrainerCore {
       rejectedReward: pairs ? sums.rejected / pairs : 0,
       margin: pairs ? sums.margin / pairs : 0,
       gradNorm,
+      optimizerSeconds,
       examples: isSft ? (batch as { examples: SftExample[] }).examples.length : pairs,
       tokens: sums.tokens,
       microBatches: micro.length,
@@ -362,7 +325,15 @@ export class TrainerCore {
 
   async release(): Promise<void> {
     // a session that failed to open has nothing to release (its error went to the step that asked)
-    for (const s of this.sessions.values()) await s.then((x) => x.release(), () => undefined);
+    for (const s of this.sessions.values()) {
+      await s.then(
+        (x) => {
+          if (this.options.profileFilePrefix) x.endProfiling();
+          return x.release();
+        },
+        () => undefined,
+      );
+    }
     this.sessions.clear();
   }
 }
@@ -372,7 +343,10 @@ export class TrainerCore {
  * cache: a train step's activations are large and short-lived, and the arena keeps every freed
  * chunk (fragmented) for the life of the session, which more than doubled the peak RSS measured here.
  */
-async function createTrainSession(model: Uint8Array, cfg: { provider: ExecutionProvider; threads: number; optimization: 'basic' | 'all' }): Promise<ort.InferenceSession> {
+async function createTrainSession(
+  model: Uint8Array,
+  cfg: { provider: ExecutionProvider; threads: number; optimization: 'basic' | 'all'; profileFilePrefix?: string },
+): Promise<ort.InferenceSession> {
   checkProvider(cfg.provider);
   try {
     return await ort.InferenceSession.create(model, {
@@ -383,6 +357,7 @@ async function createTrainSession(model: Uint8Array, cfg: { provider: ExecutionP
       graphOptimizationLevel: cfg.optimization,
       enableCpuMemArena: false,
       enableMemPattern: false,
+      ...(cfg.profileFilePrefix ? { enableProfiling: true, profileFilePrefix: cfg.profileFilePrefix } : {}),
     });
   } catch (err) {
     throw new Error(`onnxruntime could not load the train graph on '${cfg.provider}': ${(err as Error).message}`);

@@ -6,15 +6,14 @@ import { emitPreferenceLoss, type PreferenceLossKind } from '../losses/preferenc
 import { emitResponsePositions } from '../losses/response-positions.ts';
 import { emitSequenceLogps } from '../losses/sequence-logps.ts';
 import { emitSftLoss } from '../losses/sft.ts';
-import { emitAdamW, type AdamWConfig } from '../optim/adamw.ts';
 
 /**
- * The training graphs. Parameters (HF names) and optimizer state are graph inputs; nothing is an
+ * The training graphs. Parameters (HF names) are graph inputs; nothing is an
  * initializer except small constants, so one serialized graph is a few hundred kB at any model size.
  *
  *  grads  (params, batch[, acc.<name>]) → metrics + grad.<name> (+ acc)  one per micro-batch
- *  update (params, m.<name>, v.<name>, grad.<name>, lr, step) → new.<name>, new_m.<name>, new_v.<name>, grad_norm
- *  step   grads and update fused: (params, m, v, batch, lr, step) → metrics + new params/state, grad_norm
+ *
+ * The AdamW update runs on the host in one pass over flat buffers (optim/adamw.ts), not as nodes.
  *
  * Batch inputs: input_ids, attention_mask int64 [N,T]; response_mask [N,T−1] (1 where the position
  * predicts a response token); loss_weight scalar (1 / units in the whole batch, so micro-batch
@@ -31,7 +30,6 @@ export interface TrainGraphSpec {
   beta: number;
   /** rdpo's length penalty. */
   alpha?: number;
-  adamw: AdamWConfig;
   /** RoPE table rows (longest sequence); default config.maxPositionEmbeddings. */
   maxPositions?: number;
   /**
@@ -40,15 +38,31 @@ export interface TrainGraphSpec {
    * 'matmul' is MatMul(x, Transpose(W)).
    */
   linear?: 'gemm' | 'matmul';
+  /** float32: RoPE and SiLU as onnxruntime's fused kernels (see LlamaEmitOptions.contribOps). Default true. */
+  contribOps?: boolean;
+}
+
+export type TrainPhase = 'forward' | 'backward';
+const phaseStarts = new WeakMap<GraphBuilder, Array<{ phase: TrainPhase; from: number }>>();
+function markPhase(g: GraphBuilder, phase: TrainPhase): void {
+  const marks = phaseStarts.get(g) ?? [{ phase: 'forward', from: 0 }];
+  marks.push({ phase, from: g.nodes.length });
+  phaseStarts.set(g, marks);
+}
+
+/**
+ * Which phase each node of a grads graph belongs to, by node name (nodes are emitted forward, then
+ * backward): for grouping onnxruntime profiles (bench/train-profile.ts).
+ */
+export function trainGraphPhases(g: GraphBuilder): Map<string, TrainPhase> {
+  const marks = phaseStarts.get(g) ?? [{ phase: 'forward' as TrainPhase, from: 0 }];
+  const out = new Map<string, TrainPhase>();
+  g.nodes.forEach((n, i) => out.set(n.name, [...marks].reverse().find((m) => i >= m.from)!.phase));
+  return out;
 }
 
 export const gradName = (p: string) => `grad.${p}`;
 export const accName = (p: string) => `acc.${p}`;
-export const mName = (p: string) => `m.${p}`;
-export const vName = (p: string) => `v.${p}`;
-export const newParamName = (p: string) => `new.${p}`;
-export const newMName = (p: string) => `new_m.${p}`;
-export const newVName = (p: string) => `new_v.${p}`;
 
 /** Scalar/vector metric outputs of the grads and step graphs. */
 export const METRIC_OUTPUTS = ['loss', 'units', 'correct_sum', 'margin_sum', 'chosen_reward_sum', 'rejected_reward_sum', 'policy_logps'] as const;
@@ -70,6 +84,7 @@ function emitLossAndGrads(g: GraphBuilder, spec: TrainGraphSpec): Map<string, st
     predictAt: at.index,
     maxPositions: spec.maxPositions,
     linear: spec.linear ?? 'gemm',
+    contribOps: spec.contribOps ?? true,
     weight: (name, shape) => {
       const v = g.input(name, dtype, shape);
       params.set(name, v);
@@ -114,6 +129,7 @@ function emitLossAndGrads(g: GraphBuilder, spec: TrainGraphSpec): Map<string, st
   }
   const loss = g.op1('Mul', [lossSum, lossWeight]);
   g.output(loss, dtype, [], 'loss');
+  markPhase(g, 'backward');
   const { grads } = gradients(g, { loss, wrt: [...params.values()] });
   const byName = new Map<string, string>();
   for (const [name, v] of params) byName.set(name, grads.get(v)!);
@@ -149,7 +165,7 @@ interface NamedOutput {
 /**
  * Declares graph outputs under new names by renaming the values where they are produced, rather than
  * through the builder's Identity: an Identity copies the tensor into the caller's preallocated output,
- * (~1 s per AdamW update at 135M parameters), where the producing node can write there directly.
+ * (~1 s per step at 135M parameters), where the producing node can write there directly.
  * A value that is a graph input, or already an output, gets the Identity.
  */
 function outputNamed(g: GraphBuilder, outs: NamedOutput[]): void {
@@ -169,50 +185,4 @@ function outputNamed(g: GraphBuilder, outs: NamedOutput[]): void {
   }
   if (renamed.size === 0) return;
   for (const n of g.nodes) n.inputs = n.inputs.map((i) => renamed.get(i) ?? i);
-}
-
-function emitUpdate(g: GraphBuilder, spec: TrainGraphSpec, grads: Map<string, string>, params: Map<string, string>): void {
-  const shapes = llamaParameterShapes(spec.config);
-  const lr = g.input('lr', spec.dtype, []);
-  const step = g.input('step', spec.dtype, []);
-  const names = [...shapes.keys()];
-  const slots = names.map((name) => ({
-    param: params.get(name) ?? name,
-    m: g.input(mName(name), spec.dtype, shapes.get(name)!),
-    v: g.input(vName(name), spec.dtype, shapes.get(name)!),
-    grad: grads.get(name)!,
-  }));
-  const out = emitAdamW(g, slots, lr, step, spec.adamw, spec.dtype);
-  const outs: NamedOutput[] = [];
-  names.forEach((name, k) => {
-    const shape = shapes.get(name)!;
-    outs.push({ value: out.params[k], name: newParamName(name), dtype: spec.dtype, shape });
-    outs.push({ value: out.m[k], name: newMName(name), dtype: spec.dtype, shape });
-    outs.push({ value: out.v[k], name: newVName(name), dtype: spec.dtype, shape });
-  });
-  outputNamed(g, outs);
-  g.output(out.gradNorm, spec.dtype, [], 'grad_norm');
-}
-
-/** update graph: AdamW over accumulated gradients fed as inputs. */
-export function buildUpdateGraph(spec: TrainGraphSpec): GraphBuilder {
-  const g = new GraphBuilder('train_update');
-  const shapes = llamaParameterShapes(spec.config);
-  const params = new Map<string, string>();
-  const grads = new Map<string, string>();
-  for (const [name, shape] of shapes) {
-    params.set(name, g.input(name, spec.dtype, shape));
-    grads.set(name, g.input(gradName(name), spec.dtype, shape));
-  }
-  emitUpdate(g, spec, grads, params);
-  return g;
-}
-
-/** step graph: forward, backward and AdamW in one run (a step of one micro-batch). */
-export function buildStepGraph(spec: TrainGraphSpec): GraphBuilder {
-  const g = new GraphBuilder('train_step');
-  const grads = emitLossAndGrads(g, spec);
-  const params = new Map([...llamaParameterShapes(spec.config).keys()].map((n) => [n, n]));
-  emitUpdate(g, spec, grads, params);
-  return g;
 }

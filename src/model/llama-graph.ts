@@ -1,4 +1,4 @@
-import { GraphBuilder } from '../onnx/builder.ts';
+import { GraphBuilder, MS_DOMAIN } from '../onnx/builder.ts';
 import type { LlamaConfig } from './llama-config.ts';
 import { ropeTables } from './rope.ts';
 import { toFloat32 } from './safetensors.ts';
@@ -36,6 +36,21 @@ export interface LlamaEmitOptions {
    * copy of every weight (inference graphs).
    */
   linear?: 'matmul' | 'gemm';
+  /**
+   * float32 only: RoPE as onnxruntime's RotaryEmbedding and SiLU as QuickGelu (com.microsoft
+   * kernels, each one pass where the standard ops make ~7 and 2), both differentiable by the
+   * autodiff. Off (default): standard ops only. The trainer turns it on (float32).
+   */
+  contribOps?: boolean;
+}
+
+/** cos/sin tables, the int64 positions [B,S] and (standard-op RoPE) their rows gathered [B,1,S,hd/2]. */
+export interface RopeValues {
+  positions: string;
+  cosTable: string;
+  sinTable: string;
+  cos?: string;
+  sin?: string;
 }
 
 export interface TeacherForcedOptions extends LlamaEmitOptions {
@@ -168,18 +183,25 @@ class Emitter {
     return g.op1('Mul', [g.op1('Mul', [x, inv]), this.w(weight)]);
   }
 
-  /** cos/sin [B,1,S,hd/2] gathered from constant tables at int64 positions [B,S]. */
-  rope(positions: string): { cos: string; sin: string } {
+  private get fused(): boolean {
+    return !!this.opts.contribOps && this.opts.dtype === 'float32';
+  }
+
+  /** The RoPE tables at int64 positions [B,S] (with standard ops: cos/sin [B,1,S,hd/2] gathered). */
+  rope(positions: string): RopeValues {
     const tables = ropeTables(this.cfg, this.opts.maxPositions ?? this.cfg.maxPositionEmbeddings, this.opts.dtype);
     const g = this.g;
-    const gather = (t: HostTensor, name: string) =>
-      g.op1('Unsqueeze', [g.op1('Gather', [g.constant(t, name), positions], { axis: 0 }), g.int64([1])]);
-    return { cos: gather(tables.cos, 'rope_cos'), sin: gather(tables.sin, 'rope_sin') };
+    const cosTable = g.constant(tables.cos, 'rope_cos');
+    const sinTable = g.constant(tables.sin, 'rope_sin');
+    if (this.fused) return { positions, cosTable, sinTable };
+    const gather = (t: string) => g.op1('Unsqueeze', [g.op1('Gather', [t, positions], { axis: 0 }), g.int64([1])]);
+    return { positions, cosTable, sinTable, cos: gather(cosTable), sin: gather(sinTable) };
   }
 
   /** HF rotate_half convention on x [B,heads,S,hd]. */
-  applyRope(x: string, rope: { cos: string; sin: string }): string {
+  applyRope(x: string, rope: RopeValues): string {
     const g = this.g;
+    if (!rope.cos || !rope.sin) return g.op1('RotaryEmbedding', [x, rope.positions, rope.cosTable, rope.sinTable], { interleaved: 0 }, MS_DOMAIN);
     const half = this.cfg.headDim / 2;
     const x1 = g.op1('Slice', [x, g.int64([0]), g.int64([half]), g.int64([3])]);
     const x2 = g.op1('Slice', [x, g.int64([half]), g.int64([this.cfg.headDim]), g.int64([3])]);
@@ -199,7 +221,7 @@ class Emitter {
    * Self-attention of layer i on normalised x [B,S,D]; `bias` [B,1,S,L] is 0 where a key may be
    * attended and very negative elsewhere. With `past` ([B,kvH,P,hd] each), keys are past ++ new.
    */
-  attention(i: number, x: string, rope: { cos: string; sin: string }, bias: string, past?: KvPair, cache: KvCacheMode = 'concat'): { out: string; present: KvPair } {
+  attention(i: number, x: string, rope: RopeValues, bias: string, past?: KvPair, cache: KvCacheMode = 'concat'): { out: string; present: KvPair } {
     const { g, cfg } = this;
     const p = `model.layers.${i}.self_attn`;
     const b = (n: string) => (cfg.attentionBias ? `${p}.${n}_proj.bias` : undefined);
@@ -250,7 +272,7 @@ class Emitter {
     const g = this.g;
     const p = `model.layers.${i}.mlp`;
     const gate = this.linear(x, `${p}.gate_proj.weight`);
-    const silu = g.op1('Mul', [gate, g.op1('Sigmoid', [gate])]);
+    const silu = this.fused ? g.op1('QuickGelu', [gate], { alpha: { float: 1 } }, MS_DOMAIN) : g.op1('Mul', [gate, g.op1('Sigmoid', [gate])]);
     return this.linear(g.op1('Mul', [silu, this.linear(x, `${p}.up_proj.weight`)]), `${p}.down_proj.weight`);
   }
 

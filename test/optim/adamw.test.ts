@@ -1,8 +1,6 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { GraphBuilder, serializeModel } from '../../src/onnx/builder.ts';
-import { createSession, runSession } from '../../src/onnx/session.ts';
-import { emitAdamW, type AdamWConfig } from '../../src/optim/adamw.ts';
+import { adamwUpdate, type AdamWConfig } from '../../src/optim/adamw.ts';
 import { learningRateAt } from '../../src/optim/schedule.ts';
 
 // AdamW against a plain-JS transcription of torch.optim.AdamW's update (and clip_grad_norm_), over
@@ -31,51 +29,33 @@ function reference(p: number[][], g: number[][][], cfg: AdamWConfig, lr: number)
 }
 
 for (const maxGradNorm of [null, 0.5]) {
-  test(`AdamW in the graph equals torch's update over 3 steps (clip ${maxGradNorm ?? 'off'})`, async () => {
+  test(`host AdamW over a flat buffer equals torch's update over 3 steps (clip ${maxGradNorm ?? 'off'})`, () => {
     const cfg: AdamWConfig = { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, maxGradNorm };
-    const g = new GraphBuilder('adamw');
-    const slots = [3, 2].map((n, k) => ({
-      param: g.input(`p${k}`, 'float64', [n]),
-      m: g.input(`m${k}`, 'float64', [n]),
-      v: g.input(`v${k}`, 'float64', [n]),
-      grad: g.input(`g${k}`, 'float64', [n]),
-    }));
-    const out = emitAdamW(g, slots, g.input('lr', 'float64', []), g.input('step', 'float64', []), cfg, 'float64');
-    out.params.forEach((x, k) => g.output(x, 'float64', [k ? 2 : 3], `np${k}`));
-    out.m.forEach((x, k) => g.output(x, 'float64', [k ? 2 : 3], `nm${k}`));
-    out.v.forEach((x, k) => g.output(x, 'float64', [k ? 2 : 3], `nv${k}`));
-    g.output(out.gradNorm, 'float64', [], 'norm');
-    const session = await createSession(serializeModel(g));
     const p0 = [[0.5, -1, 2], [0.1, 0.3]];
     const grads = [[[0.2, -0.4, 1.5], [0.05, -0.3]], [[-0.1, 0.2, 0.3], [0.6, 0.01]], [[0.0, 1.0, -2.0], [0.4, -0.2]]];
     const lr = 0.01;
-    const state: { p: Float64Array[]; m: Float64Array[]; v: Float64Array[] } = { p: p0.map((x) => Float64Array.from(x)), m: p0.map((x) => new Float64Array(x.length)), v: p0.map((x) => new Float64Array(x.length)) };
-    const norms: number[] = [];
-    for (const [s, gs] of grads.entries()) {
-      const feeds: Record<string, { dtype: 'float64'; shape: number[]; data: Float64Array }> = {
-        lr: { dtype: 'float64', shape: [], data: Float64Array.of(lr) },
-        step: { dtype: 'float64', shape: [], data: Float64Array.of(s + 1) },
-      };
-      for (let k = 0; k < 2; k++) {
-        const shape = [state.p[k].length];
-        feeds[`p${k}`] = { dtype: 'float64', shape, data: state.p[k] };
-        feeds[`m${k}`] = { dtype: 'float64', shape, data: state.m[k] };
-        feeds[`v${k}`] = { dtype: 'float64', shape, data: state.v[k] };
-        feeds[`g${k}`] = { dtype: 'float64', shape, data: Float64Array.from(gs[k]) };
-      }
-      const r = await runSession(session, feeds);
-      for (let k = 0; k < 2; k++) {
-        state.p[k] = r[`np${k}`].data as Float64Array;
-        state.m[k] = r[`nm${k}`].data as Float64Array;
-        state.v[k] = r[`nv${k}`].data as Float64Array;
-      }
-      norms.push(r.norm.data[0] as number);
-    }
+    const state = { param: Float64Array.from(p0.flat()), m: new Float64Array(5), v: new Float64Array(5) };
+    const norms = grads.map((gs, s) => adamwUpdate({ ...state, grad: Float64Array.from(gs.flat()) }, lr, s + 1, cfg));
     const ref = reference(p0.map((x) => [...x]), grads, cfg, lr);
-    ref.p.forEach((param, k) => param.forEach((x, i) => assert.ok(Math.abs(state.p[k][i] - x) < 1e-12, `p${k}[${i}] ${state.p[k][i]} vs ${x}`)));
+    ref.p.flat().forEach((x, i) => assert.ok(Math.abs(state.param[i] - x) < 1e-12, `param[${i}] ${state.param[i]} vs ${x}`));
     norms.forEach((n, s) => assert.ok(Math.abs(n - ref.norms[s]) < 1e-12));
   });
 }
+
+test('host AdamW in float32 buffers stays within float32 rounding of the float64 update', () => {
+  const cfg: AdamWConfig = { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 1 };
+  const n = 1000;
+  const p = Float64Array.from({ length: n }, (_, i) => Math.sin(i));
+  const g = Float64Array.from({ length: n }, (_, i) => Math.cos(3 * i) * 0.01);
+  const f64 = { param: p.slice(), m: new Float64Array(n), v: new Float64Array(n), grad: g };
+  const f32 = { param: Float32Array.from(p), m: new Float32Array(n), v: new Float32Array(n), grad: Float32Array.from(g) };
+  for (let s = 1; s <= 3; s++) {
+    adamwUpdate(f64, 1e-3, s, cfg);
+    adamwUpdate(f32, 1e-3, s, cfg);
+  }
+  for (let i = 0; i < n; i++) assert.ok(Math.abs(f32.param[i] - f64.param[i]) < 1e-6, `param[${i}] ${f32.param[i]} vs ${f64.param[i]}`);
+  assert.throws(() => adamwUpdate({ ...f32, grad: new Float32Array(3) }, 1e-3, 1, cfg), /buffers of 1000, 1000, 1000, 3 elements/);
+});
 
 test('constant schedule with linear warm-up follows transformers (lr 0 on the first update)', () => {
   const s = { lr: 1e-3, warmupSteps: 50 };

@@ -69,7 +69,7 @@ const asNumbers = (t: HostTensor) => t.data as Float32Array;
 for (const name of ['tiny-llama', 'tiny-qwen2']) {
   test(`${name}: DPO loss, sequence log-probs and every parameter gradient match PyTorch (≤ 1e-4)`, async () => {
     const { expected, config, weights, grads, pairs } = load(name);
-    const g = buildGradsGraph({ config, dtype: 'float32', loss: 'dpo', beta: expected.beta, adamw: { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 1 } });
+    const g = buildGradsGraph({ config, dtype: 'float32', loss: 'dpo', beta: expected.beta });
     const session = await createSession(serializeModel(g));
     const c = collateRows(preferenceRows(pairs), 'float32');
     assert.deepEqual(Array.from(c.input_ids.data as BigInt64Array, Number), expected.input_ids.flat(), 'collation reproduces the fixture batch');

@@ -7,7 +7,6 @@ import { toFloat } from '../../src/model/llama-graph.ts';
 import { serializeModel } from '../../src/onnx/builder.ts';
 import { createSession, runSession } from '../../src/onnx/session.ts';
 import { buildGradsGraph, gradName } from '../../src/engine/trainer-graph.ts';
-import { ADAMW_DEFAULTS } from '../../src/optim/adamw.ts';
 import type { HostTensor } from '../../src/model/tensor.ts';
 import { Rng } from '../../src/util/random.ts';
 
@@ -19,7 +18,7 @@ for (const [fixture, loss, linear] of [['llama-gqa-untied', 'dpo', 'gemm'], ['ll
   test(`${fixture}: whole-model ${loss} gradients (${linear} linears) match finite differences on float64`, async () => {
     const config = readHfConfig(join(dirOf(fixture), 'config.json'));
     const weights = readSafetensorsDir(dirOf(fixture)).weights;
-    const g = buildGradsGraph({ config, dtype: 'float64', loss, beta: 0.5, adamw: ADAMW_DEFAULTS, maxPositions: 16, linear });
+    const g = buildGradsGraph({ config, dtype: 'float64', loss, beta: 0.5, maxPositions: 16, linear });
     const session = await createSession(serializeModel(g), { optimization: 'basic' });
     const rng = new Rng(11);
     const [N, T] = [4, 6];
