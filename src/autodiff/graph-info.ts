@@ -414,6 +414,11 @@ function inferShapes(node: GraphNode, info: GraphInfo): Array<Shape | undefined>
       out[axis] = sizes.every((d) => typeof d === 'number') ? (sizes as number[]).reduce((p, q) => p + q, 0) : null;
       return one(out);
     }
+    case 'SimplifiedLayerNormalization': {
+      // y like x; inv_std_var like x with the normalised (last) axis 1
+      const x = s(0);
+      return [x && [...x], x && [...x.slice(0, -1), 1]];
+    }
     case 'Split': {
       const x = s(0);
       if (!x) return node.outputs.map(() => undefined);

@@ -196,6 +196,29 @@ export const VJP_RULES: Record<string, VjpRule> = {
     return [e.op('RotaryEmbedding', [dyOf(node, dy), positions, cos, e.neg(sin)], node.attributes, node.domain)];
   },
 
+  // RMSNorm (onnxruntime's SimplifiedLayerNormalization over the last axis; outputs y and r):
+  //   x̂ = x·r, r = (mean(x²) + ε)^(−½), y = x̂·w
+  //   dw = Σ dy·x̂;  dx̂ = dy·w;  dx = r·(dx̂ − x̂·mean(dx̂·x̂))
+  // with x̂ recomputed from x and r, so the forward keeps x, r [.., 1] and y only
+  SimplifiedLayerNormalization: ({ e, node, dy, needs }) => {
+    const [x, w] = node.inputs;
+    const r = node.outputs[1];
+    const axis = (node.attributes.axis as number | undefined) ?? -1;
+    if (normAxis(axis, e.info.requireRank(x, `${node.name} backward`)) !== e.info.requireRank(x, `${node.name} backward`) - 1) {
+      throw new Error(`autodiff: ${node.name} (SimplifiedLayerNormalization): only the last axis is differentiable here`);
+    }
+    if (!r) throw new Error(`autodiff: ${node.name} (SimplifiedLayerNormalization) needs its inv_std_var output for the backward`);
+    if (dy[1]) throw new Error(`autodiff: ${node.name} (SimplifiedLayerNormalization): no gradient through inv_std_var`);
+    const g = dyOf(node, dy);
+    const xhat = e.mul(x, r);
+    const dxhat = e.mul(g, w);
+    const mean = e.op('ReduceMean', [e.mul(dxhat, xhat), e.int64([-1])], { keepdims: 1 });
+    return [
+      needs(0) ? e.mul(r, e.sub(dxhat, e.mul(xhat, mean))) : undefined,
+      needs(1) ? e.sumToShape(e.mul(g, xhat), w) : undefined,
+    ];
+  },
+
   // y = softmax(x, axis):  dx = y * (dy - sum_axis(dy * y))
   Softmax: ({ e, node, dy }) => {
     const [g, y] = [dyOf(node, dy), y0(node)];

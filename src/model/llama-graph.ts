@@ -37,9 +37,9 @@ export interface LlamaEmitOptions {
    */
   linear?: 'matmul' | 'gemm';
   /**
-   * float32 only: RoPE as onnxruntime's RotaryEmbedding and SiLU as QuickGelu (com.microsoft
-   * kernels, each one pass where the standard ops make ~7 and 2), both differentiable by the
-   * autodiff. Off (default): standard ops only. The trainer turns it on (float32).
+   * float32 only: RMSNorm as onnxruntime's SimplifiedLayerNormalization, RoPE as RotaryEmbedding and
+   * SiLU as QuickGelu (com.microsoft), each one kernel where the standard ops make ~7, ~7 and 2, all
+   * differentiable by the autodiff. Off (default): standard ops only. The trainer turns it on (float32).
    */
   contribOps?: boolean;
 }
@@ -178,6 +178,10 @@ class Emitter {
   /** RMSNorm over the last axis: x / sqrt(mean(x²) + eps) * w. */
   rmsNorm(x: string, weight: string): string {
     const g = this.g;
+    if (this.fused) {
+      // inv_std_var (the second output) is kept for the backward (see its VJP rule)
+      return g.op('SimplifiedLayerNormalization', [x, this.w(weight)], { axis: -1, epsilon: { float: this.cfg.rmsNormEps } }, { outputs: 2 })[0];
+    }
     const meanSq = g.op1('ReduceMean', [g.op1('Mul', [x, x]), g.int64([-1])], { keepdims: 1 });
     const inv = g.op1('Reciprocal', [g.op1('Sqrt', [g.op1('Add', [meanSq, this.scalar(this.cfg.rmsNormEps)])])]);
     return g.op1('Mul', [g.op1('Mul', [x, inv]), this.w(weight)]);

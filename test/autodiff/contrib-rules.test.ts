@@ -84,3 +84,33 @@ test('RotaryEmbedding (rotate-half) value and VJP equal the rotate_half RoPE in 
   assert.ok(relError(fused.y, plain.y) <= 1e-6);
   assert.ok(relError(fused.dx, plain.dx) <= 1e-5, `dx ${relError(fused.dx, plain.dx)}`);
 });
+
+test('SimplifiedLayerNormalization (RMSNorm) value and VJP (x and the weight) equal RMSNorm in standard ops', async () => {
+  const shape = [2, 3, 8];
+  const rng = new Rng(5);
+  const w: HostTensor = { dtype: 'float32', shape: [8], data: Float32Array.from({ length: 8 }, () => 1 + 0.3 * rng.normal()) };
+  const feeds = randomFeeds(shape, { scale: w });
+  const run = async (norm: (g: GraphBuilder, x: string, scale: string) => string) => {
+    const g = new GraphBuilder('t');
+    const x = g.input('x', 'float32', shape);
+    const scale = g.input('scale', 'float32', [8]);
+    const y = norm(g, x, scale);
+    const cot = g.input('w', 'float32', shape);
+    g.output(y, 'float32', shape, 'y');
+    const { grads } = gradients(g, { seeds: new Map([[y, cot]]), wrt: [x, scale] });
+    g.output(grads.get(x)!, 'float32', shape, 'dx');
+    g.output(grads.get(scale)!, 'float32', [8], 'dscale');
+    const out = await runSession(await createSession(serializeModel(g)), feeds);
+    return { y: out.y.data as Float32Array, dx: out.dx.data as Float32Array, dscale: out.dscale.data as Float32Array };
+  };
+  const eps = 1e-5;
+  const fused = await run((g, x, scale) => g.op('SimplifiedLayerNormalization', [x, scale], { axis: -1, epsilon: { float: eps } }, { outputs: 2 })[0]);
+  const plain = await run((g, x, scale) => {
+    const meanSq = g.op1('ReduceMean', [g.op1('Mul', [x, x]), g.int64([-1])], { keepdims: 1 });
+    const inv = g.op1('Reciprocal', [g.op1('Sqrt', [g.op1('Add', [meanSq, g.scalar(eps, 'float32')])])]);
+    return g.op1('Mul', [g.op1('Mul', [x, inv]), scale]);
+  });
+  assert.ok(relError(fused.y, plain.y) <= 1e-6);
+  assert.ok(relError(fused.dx, plain.dx) <= 1e-5, `dx ${relError(fused.dx, plain.dx)}`);
+  assert.ok(relError(fused.dscale, plain.dscale) <= 1e-5, `dscale ${relError(fused.dscale, plain.dscale)}`);
+});
