@@ -18,6 +18,7 @@ import type {
 } from './bus.ts';
 import { OffsetTracker } from './offset-tracker.ts';
 import { partitionForKey } from './partitioner.ts';
+import { checkTopicName } from './topic-name.ts';
 
 /**
  * The embedded bus: every topic, offset and group membership lives in one SQLite file (WAL mode).
@@ -58,7 +59,6 @@ export interface EmbeddedBusOptions {
 /** Members alive in this process, across every EmbeddedBus instance (several may share one file). */
 const liveMembers = new Set<string>();
 
-const TOPIC_NAME = /^[A-Za-z0-9._-]{1,249}$/;
 const HEARTBEAT_MS = 200;
 
 interface TopicMeta {
@@ -181,9 +181,7 @@ export class EmbeddedBus implements Bus {
 
   async createTopic(name: string, config: TopicConfig): Promise<void> {
     this.assertOpen();
-    if (!TOPIC_NAME.test(name)) {
-      throw new Error(`createTopic: invalid topic name ${JSON.stringify(name)} (1–249 characters of A–Z a–z 0–9 . _ -)`);
-    }
+    checkTopicName(name);
     const n = config.partitions;
     if (!Number.isInteger(n) || n < 1 || n > 10_000) {
       throw new Error(`createTopic ${name}: partitions must be an integer in 1..10000, got ${n}`);

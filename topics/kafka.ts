@@ -17,6 +17,7 @@ import { GroupConsumer } from './kafka-consumer.ts';
 import { kafkaLogCreator, kafkaLogLevel } from './kafka-log.ts';
 import { displayUrl, parseKafkaUrl, type KafkaBusOptions } from './kafka-options.ts';
 import { partitionForKey } from './partitioner.ts';
+import { checkTopicName } from './topic-name.ts';
 
 export type { KafkaBusOptions } from './kafka-options.ts';
 
@@ -46,7 +47,6 @@ export async function openKafkaBus(url: URL | string, overrides: Partial<KafkaBu
   return bus;
 }
 
-const TOPIC_NAME = /^[A-Za-z0-9._-]{1,249}$/;
 /** Upper bound of one produce request (the broker's message.max.bytes in infra/ is 16 MiB per batch). */
 const MAX_REQUEST_BYTES = 4 << 20;
 
@@ -481,12 +481,6 @@ export class KafkaBus implements Bus {
 
   private assertOpen(): void {
     if (this.closed) throw new Error(`the bus ${this.url} is closed`);
-  }
-}
-
-function checkTopicName(name: string): void {
-  if (typeof name !== 'string' || !TOPIC_NAME.test(name) || name === '.' || name === '..') {
-    throw new Error(`topic name ${JSON.stringify(name)} is invalid: use 1-249 characters of A-Z a-z 0-9 . _ -`);
   }
 }
 

@@ -76,8 +76,6 @@ const train = z
     warmupSteps: z.number().int().min(0).default(50),
     weightDecay: z.number().min(0).default(0),
     maxGradNorm: z.number().positive().default(1),
-    /** Truncate prompt+response to this many tokens in training. */
-    maxLength: z.number().int().positive().default(1024),
   })
   .strict();
 

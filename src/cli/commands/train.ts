@@ -63,7 +63,7 @@ export function register(program: Command): void {
     .option('--version <v>', 'version recorded in the checkpoint manifest', 'v1')
     .option('--json', 'print one JSON line of metrics per step')
     .action(async (opts: TrainCliOptions) => {
-      const { runTrainCommand } = await import('../../engine/trainer-cli.ts');
+      const { runTrainCommand } = await import('../train-command.ts');
       await runTrainCommand(opts);
     });
 }

@@ -6,11 +6,11 @@ import { readHfConfig } from '../model/hf-config.ts';
 import { Tokenizer } from '../model/tokenizer.ts';
 import { checkProvider } from '../onnx/session.ts';
 import { Rng, deriveSeed } from '../util/random.ts';
-import type { TrainCliOptions } from '../cli/commands/train.ts';
-import { Scorer } from './scorer.ts';
-import { Trainer, type PreferencePair, type StepMetrics, type TrainBatch } from './trainer.ts';
-import { ktoMismatchedRows } from './trainer-batch.ts';
-import { applyRefLogpsFile, readPreferencePairs, readSftExamples, type TokenizedPair } from './trainer-data.ts';
+import type { TrainCliOptions } from './commands/train.ts';
+import { Scorer } from '../engine/scorer.ts';
+import { Trainer, type PreferencePair, type StepMetrics, type TrainBatch } from '../engine/trainer.ts';
+import { ktoMismatchedRows } from '../engine/trainer-batch.ts';
+import { applyRefLogpsFile, readPreferencePairs, readSftExamples, type TokenizedPair } from '../engine/trainer-data.ts';
 
 /** The work behind `dice train` (see src/cli/commands/train.ts). */
 export async function runTrainCommand(opts: TrainCliOptions): Promise<void> {
