@@ -4,7 +4,7 @@ import type { SamplesGroup } from '../topics/samples.ts';
 import { charLength } from '../src/dice/reward.ts';
 import type { GenerateParams } from '../src/engine/sampler.ts';
 import { deriveSeed } from '../src/util/random.ts';
-import { batchUpTo } from './batch-up-to.ts';
+import { chunkBy, fixedChunks, type GroupingRule } from './chunk-by.ts';
 import type { Rejected, SamplerPort } from './ports.ts';
 
 export interface SampleOptions {
@@ -18,9 +18,8 @@ export interface SampleOptions {
   params: Partial<GenerateParams>;
   /** Render prompts through the model's chat template. */
   chat: boolean;
-  /** Prompts per engine call (default 8): the engine batches their K samples together. */
-  promptsPerCall?: number;
-  maxWaitMs?: number;
+  /** Which prompts share an engine call (their K samples batched together); default: chunks of 8 of the input order. */
+  grouping?: GroupingRule<PromptRecord>;
 }
 
 /**
@@ -34,7 +33,7 @@ export interface SampleOptions {
 export function sample(options: SampleOptions): OperatorFunction<PromptRecord, SamplesGroup | Rejected> {
   return (prompts$) =>
     prompts$.pipe(
-      batchUpTo(options.promptsPerCall ?? 8, options.maxWaitMs ?? 50),
+      chunkBy(options.grouping ?? fixedChunks(8)),
       concatMap((prompts) => sampleBatch(prompts, options)),
       concatMap((items) => from(items)),
     );

@@ -2,7 +2,7 @@ import { concatMap, filter, from, type OperatorFunction } from 'rxjs';
 import type { SamplesGroup } from '../topics/samples.ts';
 import type { ScoredGroup } from '../topics/scored.ts';
 import { implicitReward } from '../src/dice/reward.ts';
-import { batchUpTo } from './batch-up-to.ts';
+import { chunkBy, fixedChunks, type GroupingRule } from './chunk-by.ts';
 import type { ScorerPort } from './ports.ts';
 
 export interface ScoreOptions {
@@ -17,8 +17,8 @@ export interface ScoreOptions {
    */
   expectedPolicyVersion?: number;
   onStale?: (group: SamplesGroup) => void;
-  groupsPerCall?: number;
-  maxWaitMs?: number;
+  /** Which groups share one reference pass; default: chunks of 4 of the input order. */
+  grouping?: GroupingRule<SamplesGroup>;
 }
 
 /**
@@ -36,7 +36,7 @@ export function score(options: ScoreOptions): OperatorFunction<SamplesGroup, Sco
         if (!fresh) options.onStale?.(g);
         return fresh;
       }),
-      batchUpTo(options.groupsPerCall ?? 4, options.maxWaitMs ?? 50),
+      chunkBy(options.grouping ?? fixedChunks(4)),
       concatMap((groups) => scoreBatch(groups, options)),
       concatMap((gs) => from(gs)),
     );

@@ -1,0 +1,62 @@
+import { promptsTopic, type PromptRecord } from '../../topics/prompts.ts';
+import { samplesTopic, type SamplesGroup } from '../../topics/samples.ts';
+import { onePerCall } from '../../operators/chunk-by.ts';
+import { sample, sampleBatch, type SampleOptions } from '../../operators/sample.ts';
+import { Sampler } from '../engine/sampler.ts';
+import { engineOptions, generateParams } from '../service/round-config.ts';
+import { stageEvent, usesChatTemplate, type RecordStage, type RoundContext } from './stage.ts';
+
+/**
+ * Alg. 1 line 3 — prompts → samples: K responses per prompt from π_θ(t−1), each with its untempered
+ * log-prob (operators/sample.ts; seeds deriveSeed(run seed, prompt, version), src/util/random.ts).
+ * One prompt's group per engine call: the batch composition changes float rounding, so results
+ * repeat bit for bit only if it depends on the record order alone (a chunking rule over the
+ * round's prompt order can replace `onePerCall` here).
+ */
+export const sampleStage: RecordStage<PromptRecord, SamplesGroup, Sampler, 'sample/group'> = {
+  kind: 'per-record',
+  name: 'sample',
+  input: { topic: 'prompts', contract: promptsTopic, key: (p) => p.promptId },
+  output: { topic: 'samples', contract: samplesTopic, key: (g) => g.promptId },
+  emits: ['sample/group'],
+  inFlightKey: (p) => p.promptId,
+  answers: (g) => g.promptId,
+  roundOf: (g) => g.round,
+  doneMessage: 'sampled',
+  grouping: onePerCall((p) => p.promptId),
+  inRound: (p, ctx) => ctx.roundPrompts.has(p.promptId),
+  engineVersion: (v) => v.policy,
+  openEngine: (modelDir, config) => Sampler.open({ modelDir, ...engineOptions(config) }),
+  operator: (sampler, ctx) => sample({ ...sampleOptions(sampler, ctx), grouping: sampleStage.grouping }),
+  call: (prompts, sampler, ctx) => sampleBatch(prompts, sampleOptions(sampler, ctx)),
+  projection: () => {
+    let tokens = 0;
+    const t0 = performance.now();
+    return (g, { lag }) => {
+      const n = g.responses.reduce((s, r) => s + r.tokenLength, 0);
+      tokens += n;
+      return stageEvent('sample/group', {
+        promptId: g.promptId,
+        policyVersion: g.policyVersion,
+        tokens: n,
+        tokensPerSecond: tokens / Math.max(1e-9, (performance.now() - t0) / 1000),
+        meanLength: g.responses.reduce((s, r) => s + r.charLength, 0) / g.responses.length,
+        truncated: g.responses.filter((r) => r.finishReason === 'length').length,
+        lag,
+      });
+    };
+  },
+};
+
+function sampleOptions(sampler: Sampler, ctx: RoundContext): SampleOptions {
+  const { config, versions } = ctx;
+  return {
+    sampler,
+    policyVersion: versions.policy,
+    round: versions.round,
+    runSeed: config.seed,
+    k: config.sampling.k,
+    params: generateParams(config),
+    chat: usesChatTemplate(config, ctx.dirOf(versions.policy)),
+  };
+}
