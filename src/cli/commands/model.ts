@@ -40,8 +40,8 @@ export function register(program: Command): void {
     .requiredOption('--model <dir>', 'model directory')
     .option('--json', 'print JSON')
     .action(async (opts: { model: string; json?: boolean }) => {
-      const { loadModel } = await import('../../model/load.ts');
-      const m = loadModel(opts.model);
+      const { loadModelDir } = await import('../../model/checkpoint.ts');
+      const m = loadModelDir(opts.model);
       let params = 0;
       const dtypes = new Set<string>();
       for (const t of m.weights.values()) {
