@@ -24,8 +24,8 @@ export interface GgufHeader {
   dataStart: number;
 }
 
-const MAX_STRING = 1 << 30;
-const MAX_COUNT = 1 << 28;
+const MAX_STRING = 2 ** 30;
+const MAX_COUNT = 2 ** 28;
 
 class HeaderParser {
   constructor(private readonly s: ByteStream) {}
@@ -108,7 +108,7 @@ export async function readGgufHeader(s: ByteStream): Promise<GgufHeader> {
     const nDims = await p.u32();
     if (nDims < 1 || nDims > 4) p.fail(`tensor "${name}": ${nDims} dimensions`);
     const ne: number[] = [];
-    for (let d = 0; d < nDims; d++) ne.push(await p.u64(`tensor "${name}" dimension`, 1 << 40));
+    for (let d = 0; d < nDims; d++) ne.push(await p.u64(`tensor "${name}" dimension`, 2 ** 40));
     const type = await p.u32();
     const offset = await p.u64(`tensor "${name}" offset`);
     if (offset % (alignment as number) !== 0) p.fail(`tensor "${name}": offset ${offset} is not aligned to ${alignment}`);
@@ -160,7 +160,7 @@ export class MetadataReader {
     return v as string;
   }
 
-  int(key: string): number;
+  int(key: string, fallback?: number): number;
   int(key: string, fallback: number | null): number | null;
   int(key: string, fallback?: number | null): number | null {
     const v = this.metadata.get(key);
