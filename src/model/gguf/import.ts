@@ -93,8 +93,9 @@ export async function importGguf(file: string, outDir: string, opts: ImportOptio
   try {
     const header = await readGgufHeader(stream);
     const m = new MetadataReader(header.metadata, stream.source);
+    const tokenCount = m.strings('tokenizer.ggml.tokens', false)?.length ?? 0;
+    const config = configFromGguf(m, new Set(header.tensors.map((t) => t.name)), tokenCount);
     const tok = tokenizerFromGguf(m);
-    const config = configFromGguf(m, new Set(header.tensors.map((t) => t.name)), tok.tokens.length);
 
     const specs = new Map<string, TensorSpec>();
     const hfNames = new Map<string, string>();
