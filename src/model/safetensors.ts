@@ -298,7 +298,7 @@ export class SafetensorsStreamWriter {
     this.layout = safetensorsLayout(specs, metadata);
     this.pending = new Map(specs);
     this.fd = openSync(path, 'w');
-    writeAll(this.fd, this.layout.head, 0);
+    writeAllAt(this.fd, this.layout.head, 0);
   }
 
   write(name: string, t: HostTensor): void {
@@ -307,7 +307,7 @@ export class SafetensorsStreamWriter {
     if (spec.dtype !== t.dtype || spec.shape.join(',') !== t.shape.join(',')) {
       throw new Error(`${this.path}: tensor "${name}" is ${t.dtype}[${t.shape}], the layout has ${spec.dtype}[${spec.shape}]`);
     }
-    writeAll(this.fd, tensorBytes(name, t), this.layout.head.byteLength + this.layout.begin.get(name)!);
+    writeAllAt(this.fd, tensorBytes(name, t), this.layout.head.byteLength + this.layout.begin.get(name)!);
     this.pending.delete(name);
   }
 
@@ -318,7 +318,8 @@ export class SafetensorsStreamWriter {
   }
 }
 
-function writeAll(fd: number, chunk: Uint8Array, position: number): void {
+/** Writes all of `chunk` at `position` (writeSync may write less than asked). */
+export function writeAllAt(fd: number, chunk: Uint8Array, position: number): void {
   let done = 0;
   while (done < chunk.byteLength) done += writeSync(fd, chunk, done, chunk.byteLength - done, position + done);
 }

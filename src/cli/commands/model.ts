@@ -52,6 +52,22 @@ export function register(program: Command): void {
     });
 
   model
+    .command('export')
+    .description('a model directory → a GGUF file llama.cpp, Ollama and LM Studio load (tokenizer, chat template and lineage in its metadata)')
+    .argument('<dir>', 'model directory (a dice checkpoint or any supported Hugging Face folder)')
+    .requiredOption('--gguf <file>', 'output .gguf file (overwritten)')
+    .option('--type <type>', 'weight type: f32, f16, q8_0, q4_0', 'f32')
+    .action(async (dir: string, opts: { gguf: string; type: string }) => {
+      const { exportGguf, EXPORT_TYPES } = await import('../../model/gguf/export.ts');
+      if (!(EXPORT_TYPES as readonly string[]).includes(opts.type)) throw new InvalidArgumentError(`--type must be one of ${EXPORT_TYPES.join(', ')}`);
+      const started = performance.now();
+      const r = exportGguf(dir, opts.gguf, opts.type as (typeof EXPORT_TYPES)[number]);
+      const seconds = ((performance.now() - started) / 1000).toFixed(1);
+      const version = r.metadata.get('dice.checkpoint.version')?.value;
+      console.log(`wrote ${opts.gguf}: ${r.config.architecture}, ${r.tensors} tensors, ${opts.type}, ${(r.bytes / 2 ** 20).toFixed(1)} MiB of weights${version ? `, checkpoint ${String(version)}` : ''}, ${seconds}s`);
+    });
+
+  model
     .command('info')
     .description('load and validate a model directory and print its config')
     .requiredOption('--model <dir>', 'model directory')
