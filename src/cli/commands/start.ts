@@ -19,6 +19,7 @@ export function register(program: Command): void {
     .option('--model <dir>', 'run the real-model job instead: DICE on this chat model (Hugging Face folder) with IFEval-style verifiable instructions')
     .option('--quick', 'with --model: the test suite\'s size (a minute on a tiny model)')
     .option('--fresh', 'with --model: empty the run folder first instead of resuming it')
+    .option('--grid <spec>', 'with --model: recipes to choose from on the validation split, e.g. "train.lr=5e-6,1e-5;replay.gamma=0.5,0.75" (each on every seed; the test table is read at each method\'s chosen recipe)')
     .option('--skip-alpha-zero', 'with --model: leave out the DICE α = 0 run (a later run without this flag adds it, reusing the rest)')
     .action(async (opts: StartOptions) => {
       if (opts.model !== undefined) {
@@ -69,6 +70,7 @@ interface StartOptions {
   quick?: boolean;
   fresh?: boolean;
   skipAlphaZero?: boolean;
+  grid?: string;
 }
 
 /** `dice start --model DIR`: the real-model job, per seed with --seeds, then the seeds' summary. */
@@ -95,6 +97,24 @@ async function runChat(opts: StartOptions): Promise<void> {
     `projected time per seed on 2 quiet cores with a 135M model: ~${Math.round(p.total / 60)} min (sampling ~${Math.round(p.sampling / 60)} min, DPO steps ~${Math.round(p.training / 60)} min); ` +
       `a loaded machine is slower (about 1/CPU-share). Resumable: rerun the same command after an interruption.`,
   );
+  if (opts.grid !== undefined) {
+    const { formatSelection, parseGrid, selectRecipes } = await import('../../testbed/chat-select.ts');
+    const grid = [];
+    for (const recipe of parseGrid(opts.grid)) {
+      const results = [];
+      for (const s of seeds) {
+        log.info(`recipe ${recipe.name}, seed ${s}`, recipe.overrides);
+        const result = await runChatJob({ settings: { ...settings, run: { ...settings.run, ...recipe.overrides } }, modelDir, cacheRoot: opts.cache, workDir: opts.work, fresh: opts.fresh, log: log.child({ seed: s, recipe: recipe.name }), seed: s, threads });
+        writeReport(result, join(opts.out, recipe.name, `seed-${s}`));
+        results.push(result);
+      }
+      grid.push({ recipe, results });
+    }
+    const text = formatSelection(selectRecipes(grid));
+    writeFileSync(join(opts.out, 'selection.md'), `${text}\n`);
+    console.log(`\nRecipe chosen on the validation split; test split at the chosen recipes, mean ± s.e. over ${seeds.length} seed(s)\n\n${text}`);
+    return;
+  }
   const results = [];
   for (const s of seeds) {
     const result = await runChatJob({ settings, modelDir, cacheRoot: opts.cache, workDir: opts.work, fresh: opts.fresh, log: log.child({ seed: s }), seed: s, threads });
