@@ -3,6 +3,7 @@ import { join, resolve } from 'node:path';
 import { from, lastValueFrom, toArray } from 'rxjs';
 import type { TopicContract } from '../../topics/contract.ts';
 import type { Checkpoint } from '../../topics/checkpoints.ts';
+import type { PromptRecord } from '../../topics/prompts.ts';
 import type { TopicBaseName } from '../../topics/registry.ts';
 import type { Rejected } from '../../operators/ports.ts';
 import { diceRound, type RoundExecutor } from '../service/dice-round.ts';
@@ -98,7 +99,7 @@ export async function verifyRun(run: RecordedRun, options: VerifyOptions): Promi
         config: run.config,
         dirOf,
         runId: batches[0]?.runId ?? run.namespace ?? 'run',
-        roundPrompts: new Set([...valuesOf(run.samples, round), ...valuesOf(run.scored, round)].map((g) => g.promptId)),
+        roundPrompts: roundPromptsOf(run, round),
         offline: run.offline.map((o) => o.value),
         train: { checkpointDir: join(workDir, `v${round}`) },
       },
@@ -188,6 +189,21 @@ class VerifyExecutor implements RoundExecutor {
     this.comparisons.set(topic, { ...compareKeyed(topic, stage.output.contract, recorded, rederived, topic === 'checkpoints' ? comparableCheckpoint : undefined), seconds: (performance.now() - t0) / 1000 });
     return result;
   }
+}
+
+/**
+ * The round's prompts (those with recorded samples or scored groups) in the recorded prompts' order,
+ * for the sample stage's engine batches: the run cut them from its prompt file's order, which the
+ * recording keeps as long as the prompts topic has one partition (else a re-derivation with
+ * sampling.promptsPerCall > 1 may batch differently, and differ in float rounding).
+ */
+function roundPromptsOf(run: RecordedRun, round: number): PromptRecord[] {
+  const groups = new Map([...valuesOf(run.samples, round), ...valuesOf(run.scored, round)].map((g) => [g.promptId, g]));
+  const recorded = run.prompts.map((p) => p.value).filter((p) => groups.has(p.promptId));
+  // a group whose prompt record is missing still belongs to the round (after the recorded ones)
+  const known = new Set(recorded.map((p) => p.promptId));
+  const missing = [...groups.values()].filter((g) => !known.has(g.promptId)).map((g): PromptRecord => ({ promptId: g.promptId, text: g.prompt, messages: null, source: 'recorded group', arrivalTime: 0 }));
+  return [...recorded, ...missing];
 }
 
 /** Where the weights went and when, and how long training took, are not part of what a replay reproduces. */

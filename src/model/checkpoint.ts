@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LlamaConfig } from './llama-config.ts';
 import { loadModel, saveModel, type LoadedModel } from './load.ts';
@@ -42,8 +42,17 @@ export interface CheckpointInput {
   metrics?: Record<string, unknown>;
 }
 
+/** sha256 of a file, read in chunks (a model's weights need not fit in memory twice). */
 export function sha256File(path: string): string {
-  return createHash('sha256').update(readFileSync(path)).digest('hex');
+  const hash = createHash('sha256');
+  const fd = openSync(path, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(1 << 22);
+    for (let n; (n = readSync(fd, buf, 0, buf.length, null)) > 0; ) hash.update(buf.subarray(0, n));
+  } finally {
+    closeSync(fd);
+  }
+  return hash.digest('hex');
 }
 
 /** Writes the checkpoint directory; the manifest is written last (atomically), so a crash leaves no valid-looking checkpoint. */
@@ -53,6 +62,15 @@ export function writeCheckpoint(dir: string, input: CheckpointInput): Checkpoint
   // HF checkpoints are float32 here; a float64 trainer's weights are rounded
   const weights: Weights = new Map([...input.weights].map(([n, t]) => [n, t.dtype === 'float64' ? toFloat(t, 'float32') : t]));
   saveModel(dir, { config: input.config, weights, tokenizerFiles: input.tokenizerFiles });
+  return writeManifest(dir, input);
+}
+
+/**
+ * Writes manifest.json for the model directory's model.safetensors (atomically, last), making it a
+ * checkpoint. writeCheckpoint does this after saving; importers that stream the weights call it directly.
+ */
+export function writeManifest(dir: string, input: Pick<CheckpointInput, 'version' | 'parentVersion' | 'referenceVersion' | 'metrics'>): CheckpointManifest {
+  const manifestPath = join(dir, MANIFEST_FILE);
   const manifest: CheckpointManifest = {
     format: MANIFEST_FORMAT,
     version: input.version,
@@ -93,5 +111,15 @@ export function verifyCheckpoint(dir: string): CheckpointManifest {
 /** Verifies, then loads the model directory. */
 export function loadCheckpoint(dir: string): LoadedModel & { manifest: CheckpointManifest } {
   const manifest = verifyCheckpoint(dir);
+  return { ...loadModel(dir), manifest };
+}
+
+/**
+ * The one way commands and engines load a model directory: a dice checkpoint (one with manifest.json)
+ * is verified against its manifest first, so a corrupt or altered one is refused naming the file; a
+ * plain Hugging Face directory (no manifest) loads as it is.
+ */
+export function loadModelDir(dir: string): LoadedModel & { manifest: CheckpointManifest | null } {
+  const manifest = existsSync(join(dir, MANIFEST_FILE)) ? verifyCheckpoint(dir) : null;
   return { ...loadModel(dir), manifest };
 }

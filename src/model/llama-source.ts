@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { ChatTemplate } from './chat-template.ts';
 import type { LlamaConfig } from './llama-config.ts';
-import { loadModel } from './load.ts';
+import { loadModelDir } from './checkpoint.ts';
 import type { Weights } from './tensor.ts';
 import { Tokenizer } from './tokenizer.ts';
 
@@ -24,7 +24,7 @@ export interface EngineModel {
 
 export function resolveModel(src: ModelSource): EngineModel {
   if (src.modelDir !== undefined) {
-    const m = loadModel(src.modelDir);
+    const m = loadModelDir(src.modelDir); // a checkpoint's manifest is checked: no engine runs on corrupt weights
     return { config: m.config, weights: m.weights, tokenizer: m.tokenizer, chatTemplate: m.chatTemplate };
   }
   if (!src.model) throw new Error('engine: give modelDir or model');

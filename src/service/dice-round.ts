@@ -1,5 +1,6 @@
 import type { Checkpoint } from '../../topics/checkpoints.ts';
 import type { OfflinePair } from '../../topics/offline.ts';
+import type { PromptRecord } from '../../topics/prompts.ts';
 import type { AlphaWindow } from '../../operators/alpha.ts';
 import type { RunConfig } from '../config/schema.ts';
 import { alphaStage, replayStage, sampleStage, scoreStage, trainStage } from '../stages/index.ts';
@@ -26,8 +27,8 @@ export interface DiceRoundInputs {
   config: RunConfig;
   dirOf: (version: number) => string;
   runId: string;
-  /** The round's fresh prompts x ~ X (none for the offline-DPO baselines, which only replay). */
-  roundPrompts: ReadonlySet<string>;
+  /** The round's fresh prompts x ~ X in their fixed order (none for the offline-DPO baselines, which only replay). */
+  roundPrompts: readonly PromptRecord[];
   offline: readonly OfflinePair[];
   replay?: Omit<ReplayDeps, 'offline'>;
   train: TrainDeps;
@@ -51,13 +52,14 @@ export async function diceRound(inputs: DiceRoundInputs, x: RoundExecutor): Prom
   const { round, config } = inputs;
   // Who plays which part: sample with π_θ(t−1), score against π_ref(t−1), train from π_θ(t−1).
   const versions = roundVersions(round, config.method);
-  const ctx: RoundContext = { config, versions, dirOf: inputs.dirOf, runId: inputs.runId, roundPrompts: inputs.roundPrompts, emit: inputs.emit };
+  const roundPrompts = new Set(inputs.roundPrompts.map((p) => p.promptId));
+  const ctx: RoundContext = { config, versions, dirOf: inputs.dirOf, runId: inputs.runId, roundPrompts, roundPromptOrder: inputs.roundPrompts, emit: inputs.emit };
   inputs.emit?.(
-    stageEvent('round/start', { policyVersion: versions.policy, referenceVersion: versions.scoringReference, trainingReferenceVersion: versions.trainingReference, prompts: inputs.roundPrompts.size }),
+    stageEvent('round/start', { policyVersion: versions.policy, referenceVersion: versions.scoringReference, trainingReferenceVersion: versions.trainingReference, prompts: roundPrompts.size }),
   );
 
   let windows: AlphaWindow[] | null = [];
-  if (inputs.roundPrompts.size > 0) {
+  if (roundPrompts.size > 0) {
     // Line 3: x ~ X, y_1:K ~ π_θ(t−1)(·|x).
     await x.records(sampleStage, ctx);
     // Line 4: r(x, y) = β log π_θ(t−1)(y|x) / π_ref(t−1)(y|x)  (Eq. 4).

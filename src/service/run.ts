@@ -147,7 +147,7 @@ async function runRound(inputs: RoundInputs): Promise<RoundSummary> {
       config,
       dirOf: inputs.dirOf,
       runId: inputs.namespace,
-      roundPrompts: new Set(inputs.roundPrompts.map((p) => p.promptId)),
+      roundPrompts: inputs.roundPrompts,
       offline: inputs.offline,
       replay: { openReference: (modelDir, c) => executor.clock('replay', Scorer.open({ modelDir, ...engineOptions(c) })) },
       train: {

@@ -5,9 +5,9 @@ import { checkpointsTopic, type Checkpoint } from '../../topics/checkpoints.ts';
 import { decodeOrDeadLetter, type Decoded } from '../../topics/decode-or-dead-letter.ts';
 import { offlineTopic } from '../../topics/offline.ts';
 import { createPipelineTopics, topicName, type TopicBaseName } from '../../topics/registry.ts';
+import type { PromptRecord } from '../../topics/prompts.ts';
 import { scoredTopic, type ScoredGroup } from '../../topics/scored.ts';
 import { switchEngines, type ActiveEngine } from '../../operators/checkpoint.ts';
-import { chunkBy, type GroupingRule } from '../../operators/chunk-by.ts';
 import { versionLabel } from '../../operators/train.ts';
 import type { RunConfig } from '../config/schema.ts';
 import { sampleStage, scoreStage } from '../stages/index.ts';
@@ -232,14 +232,8 @@ async function serveRecordStage<In, Out, E extends { close(): Promise<void> }>(
 ): Promise<StageCounts> {
   const { bus, config, lineage, T, metrics } = ctx;
   const dirOf = (v: number) => lineage.get(v).location;
-  const roundOf = (policy: number): RoundContext => ({ config, versions: roundVersions(policy + 1, config.method), dirOf, runId: ctx.namespace ?? 'dice', roundPrompts: new Set() });
+  const roundOf = (policy: number): RoundContext => ({ config, versions: roundVersions(policy + 1, config.method), dirOf, runId: ctx.namespace ?? 'dice', roundPrompts: new Set(), roundPromptOrder: [] });
   const engines = engineSwitch((v) => stage.openEngine(dirOf(v), config));
-  const byVersion: GroupingRule<{ input: In; version: number }> = {
-    chunkOf: ({ input, version }, index) => {
-      const chunk = stage.grouping.chunkOf(input, index);
-      return { key: `${version}/${chunk.key}`, size: chunk.size };
-    },
-  };
   try {
     return await runPerRecordStage(
       recordStageRun(stage, {
@@ -258,11 +252,13 @@ async function serveRecordStage<In, Out, E extends { close(): Promise<void> }>(
             }),
             concatMap(async (input) => ({ input, version: await versionOf(input) })),
             filter((x): x is { input: In; version: number } => x.version !== null),
-            chunkBy(byVersion),
-            concatMap(async (chunk) => {
-              const round = roundOf(chunk[0].version);
+            // dice serve has no round prompt list for the grouping rule to cut batches from (its
+            // rounds form as groups arrive), so each input is computed alone: the rule's answer for an
+            // empty round, and reproducible across restarts.
+            concatMap(async ({ input, version }) => {
+              const round = roundOf(version);
               const engine = await engines.get(stage.engineVersion(round.versions));
-              return stage.call(chunk.map((x) => x.input), engine, round);
+              return stage.call([input], engine, round);
             }),
             concatMap((outputs) => from(outputs)),
           ),
@@ -300,6 +296,11 @@ async function trainerRole(ctx: RoleContext): Promise<void> {
   log.info('trainer stopped', { waitingGroups: [...waiting.values()].reduce((s, l) => s + l.length, 0) });
 }
 
+/** The prompt a scored group answers (the trainer's round lists its groups' prompts). */
+function promptOf(g: ScoredGroup): PromptRecord {
+  return { promptId: g.promptId, text: g.prompt, messages: null, source: 'scored', arrivalTime: 0 };
+}
+
 /** One round inside the trainer: Algorithm 1 from its N scored groups on — committed as one unit. */
 async function serveRound(ctx: RoleContext, round: number, consumed: Decoded<ScoredGroup>[], groupId: string): Promise<void> {
   const { bus, config, lineage, T, metrics } = ctx;
@@ -312,7 +313,7 @@ async function serveRound(ctx: RoleContext, round: number, consumed: Decoded<Sco
       config,
       dirOf: (v) => lineage.get(v).location,
       runId: ctx.namespace ?? 'dice',
-      roundPrompts: new Set(consumed.map((d) => d.value.promptId)),
+      roundPrompts: consumed.map((d) => promptOf(d.value)),
       offline: await readWholeTopic(bus, T('offline'), offlineTopic),
       train: { checkpointDir: join(resolve(ctx.outDir), `v${round}`) },
       emit: (e) => metrics.stageEvent(e, round),

@@ -1,7 +1,6 @@
 import { promptsTopic, type PromptRecord } from '../../topics/prompts.ts';
 import { samplesTopic, type SamplesGroup } from '../../topics/samples.ts';
-import { onePerCall } from '../../operators/chunk-by.ts';
-import { sample, sampleBatch, type SampleOptions } from '../../operators/sample.ts';
+import { promptChunks, sample, sampleBatch, type SampleOptions } from '../../operators/sample.ts';
 import { Sampler } from '../engine/sampler.ts';
 import { engineOptions, generateParams } from '../service/round-config.ts';
 import { stageEvent, usesChatTemplate, type RecordStage, type RoundContext } from './stage.ts';
@@ -9,9 +8,8 @@ import { stageEvent, usesChatTemplate, type RecordStage, type RoundContext } fro
 /**
  * Alg. 1 line 3 — prompts → samples: K responses per prompt from π_θ(t−1), each with its untempered
  * log-prob (operators/sample.ts; seeds deriveSeed(run seed, prompt, version), src/util/random.ts).
- * One prompt's group per engine call: the batch composition changes float rounding, so results
- * repeat bit for bit only if it depends on the record order alone (a chunking rule over the
- * round's prompt order can replace `onePerCall` here).
+ * Engine batches: fixed chunks of the round's prompt order, each sampled whole when its first
+ * member arrives, so results repeat bit for bit whatever the arrival order or restarts.
  */
 export const sampleStage: RecordStage<PromptRecord, SamplesGroup, Sampler, 'sample/group'> = {
   kind: 'per-record',
@@ -23,11 +21,12 @@ export const sampleStage: RecordStage<PromptRecord, SamplesGroup, Sampler, 'samp
   answers: (g) => g.promptId,
   roundOf: (g) => g.round,
   doneMessage: 'sampled',
-  grouping: onePerCall((p) => p.promptId),
+  // fixed chunks of sampling.promptsPerCall prompts of the round's prompt order (promptsPerCall × K rows)
+  grouping: (ctx) => promptChunks(ctx.roundPromptOrder, ctx.config.sampling.promptsPerCall),
   inRound: (p, ctx) => ctx.roundPrompts.has(p.promptId),
   engineVersion: (v) => v.policy,
   openEngine: (modelDir, config) => Sampler.open({ modelDir, ...engineOptions(config) }),
-  operator: (sampler, ctx) => sample({ ...sampleOptions(sampler, ctx), grouping: sampleStage.grouping }),
+  operator: (sampler, ctx) => sample({ ...sampleOptions(sampler, ctx), chunkOf: sampleStage.grouping(ctx) }),
   call: (prompts, sampler, ctx) => sampleBatch(prompts, sampleOptions(sampler, ctx)),
   projection: () => {
     let tokens = 0;

@@ -1,7 +1,7 @@
 import { samplesTopic, type SamplesGroup } from '../../topics/samples.ts';
 import { scoredTopic, type ScoredGroup } from '../../topics/scored.ts';
-import { onePerCall } from '../../operators/chunk-by.ts';
-import { score, scoreBatch, type ScoreOptions } from '../../operators/score.ts';
+import { alone } from '../../operators/engine-batches.ts';
+import { score, scoreBatch, scoreKey, type ScoreOptions } from '../../operators/score.ts';
 import { Scorer } from '../engine/scorer.ts';
 import { engineOptions } from '../service/round-config.ts';
 import { stageEvent, type RecordStage, type RoundContext } from './stage.ts';
@@ -19,17 +19,16 @@ export const scoreStage: RecordStage<SamplesGroup, ScoredGroup, Scorer, 'score/g
   input: { topic: 'samples', contract: samplesTopic, key: (g) => g.promptId },
   output: { topic: 'scored', contract: scoredTopic, key: (g) => g.promptId },
   emits: ['score/group', 'score/stale-dropped'],
-  // a prompt may come back under a newer policy (dice serve): the version is part of the key
-  inFlightKey: (g) => `${g.promptId}@${g.policyVersion}`,
-  answers: (g) => `${g.promptId}@${g.policyVersion}`,
+  inFlightKey: scoreKey,
+  answers: scoreKey,
   roundOf: (g) => g.round,
   doneMessage: 'scored',
-  grouping: onePerCall((g) => `${g.promptId}@${g.policyVersion}`),
+  grouping: () => alone(),
   inRound: (g, ctx) => g.round === ctx.versions.round,
   isStale: (g, currentPolicy, config) => config.strictOnPolicy && g.policyVersion < currentPolicy,
   engineVersion: (v) => v.scoringReference,
   openEngine: (modelDir, config) => Scorer.open({ modelDir, ...engineOptions(config) }),
-  operator: (reference, ctx) => score({ ...scoreOptions(reference, ctx), grouping: scoreStage.grouping }),
+  operator: (reference, ctx) => score({ ...scoreOptions(reference, ctx), chunkOf: scoreStage.grouping(ctx) }),
   call: (groups, reference, ctx) => scoreBatch(groups, scoreOptions(reference, ctx)),
   projection: () => (g, { lag }) => {
     const rewards = g.responses.map((r) => r.reward);

@@ -1,6 +1,7 @@
 import type { OperatorFunction } from 'rxjs';
 import type { TopicContract } from '../../topics/contract.ts';
-import type { GroupingRule } from '../../operators/chunk-by.ts';
+import type { BatchOf } from '../../operators/engine-batches.ts';
+import type { PromptRecord } from '../../topics/prompts.ts';
 import type { Rejected } from '../../operators/ports.ts';
 import type { TopicBaseName } from '../../topics/registry.ts';
 import type { RunConfig } from '../config/schema.ts';
@@ -22,8 +23,6 @@ export interface TopicSide<T> {
   key: (value: T) => string;
 }
 
-export { fixedChunks, onePerCall, type GroupingRule } from '../../operators/chunk-by.ts';
-
 /** What every stage knows of the round it works in. */
 export interface RoundContext {
   config: RunConfig;
@@ -32,8 +31,9 @@ export interface RoundContext {
   dirOf: (version: number) => string;
   /** Recorded on batches (the run's namespace). */
   runId: string;
-  /** The prompts of this round (by id). */
+  /** The prompts of this round (by id), and in the round's fixed order (what engine batches are cut from). */
   roundPrompts: ReadonlySet<string>;
+  roundPromptOrder: readonly PromptRecord[];
   /** Where a stage's events go while it works (e.g. each training step); absent: nowhere (verify). */
   emit?: (event: StageEvent) => void;
 }
@@ -81,8 +81,8 @@ export interface ProjectionProgress {
 
 /**
  * A stage whose outputs each answer one input record (sample, score). Its engine runs one model of
- * the lineage; `operator` streams inputs to it in the chunks of `grouping`; `call` is one such
- * engine call (the service and the verifier call it per chunk).
+ * the lineage; `operator` streams inputs to it in the engine batches of `grouping`; `call` is one
+ * engine call over a batch.
  */
 export interface RecordStage<In, Out, Engine extends { close(): Promise<void> }, E extends PipelineEventName = PipelineEventName> extends StageBase<In, Out, E> {
   kind: 'per-record';
@@ -93,7 +93,12 @@ export interface RecordStage<In, Out, Engine extends { close(): Promise<void> },
   roundOf: (output: Out) => number;
   /** The log line when the stage has answered its inputs (with the counts). */
   doneMessage: string;
-  grouping: GroupingRule<In>;
+  /**
+   * The grouping rule: the engine batch each input is computed in, by its in-flight key (undefined:
+   * alone). It may depend on the round's record list, never on timing: the batch composition changes
+   * float rounding, so this rule is what makes a stage's outputs repeat bit for bit.
+   */
+  grouping: (ctx: RoundContext) => BatchOf<In>;
   /** Inputs of this round (the others are committed without output). */
   inRound: (input: In, ctx: RoundContext) => boolean;
   /** Strictly on-policy: an input made by an older policy than `currentPolicy` is dropped (committed, counted). */

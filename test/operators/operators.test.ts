@@ -2,8 +2,7 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { from, lastValueFrom, map, Subject, tap, toArray } from 'rxjs';
 import { TestScheduler } from 'rxjs/testing';
-import { chunkBy, fixedChunks, onePerCall } from '../../operators/chunk-by.ts';
-import { sample } from '../../operators/sample.ts';
+import { promptChunks, sample } from '../../operators/sample.ts';
 import { score } from '../../operators/score.ts';
 import { alphaPairs, buildWindow } from '../../operators/alpha.ts';
 import { replay } from '../../operators/replay.ts';
@@ -55,23 +54,11 @@ const fakeReference = (calls: number[] = []): ScorerPort => ({
   },
 });
 
-test('chunkBy: chunks by the grouping rule, never by timing; the remainder on completion (marbles)', () => {
-  const scheduler = new TestScheduler((a, b) => assert.deepEqual(a, b));
-  scheduler.run(({ cold, expectObservable }) => {
-    // gaps between records do not cut a chunk: only the rule's size does
-    expectObservable(cold('a 50ms b-c-d 90ms e-|').pipe(chunkBy(fixedChunks(2)))).toBe('51ms x 3ms y 92ms (z|)', { x: ['a', 'b'], y: ['c', 'd'], z: ['e'] });
-    expectObservable(cold('a-b-|').pipe(chunkBy(onePerCall((s: string) => s)))).toBe('a-b-|', { a: ['a'], b: ['b'] });
-    // members of one chunk need not be adjacent: chunk by parity, size 2
-    const parity = { chunkOf: (s: string) => ({ key: String('aceg'.includes(s) ? 0 : 1), size: 2 }) };
-    expectObservable(cold('a-b-c-d|').pipe(chunkBy(parity))).toBe('----x-y|', { x: ['a', 'c'], y: ['b', 'd'] });
-  });
-});
-
 test('sample: K responses per prompt with version, seeds and recorded log-probs; bad prompts rejected, stream goes on', async () => {
   const calls: SampleRequest[][] = [];
   const out = await lastValueFrom(
     from([prompt('a'), prompt('bad'), prompt('b')]).pipe(
-      sample({ sampler: fakeSampler(calls), policyVersion: 3, round: 2, runSeed: 9, k: 4, params: {}, chat: false, grouping: fixedChunks(8) }),
+      sample({ sampler: fakeSampler(calls), policyVersion: 3, round: 2, runSeed: 9, k: 4, params: {}, chat: false, chunkOf: promptChunks(['a', 'bad', 'b'].map(prompt), 8) }),
       toArray(),
     ),
   );

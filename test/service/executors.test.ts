@@ -78,7 +78,7 @@ test('one scored input, three executors (run, serve, verify): the same α* windo
     const metrics = new MetricsEmitter(bus, ns);
     metrics.stageEvent(stageEvent('run/config', { config: JSON.stringify(config), policyDir: dirOf(0), refDir: dirOf(-1), promptsFile: '-', offlineFile: null, onnxruntime: 'x', threads: 1, node: process.version }), null);
     await metrics.flush();
-    const ctx: RoundContext = { config, versions: roundVersions(1, 'dice'), dirOf, runId: ns, roundPrompts: new Set(groups.map((g) => g.promptId)) };
+    const ctx: RoundContext = { config, versions: roundVersions(1, 'dice'), dirOf, runId: ns, roundPrompts: new Set(groups.map((g) => g.promptId)), roundPromptOrder: [] };
 
     // batch (dice run): from the topics, outputs to the topics
     const batch = new BatchExecutor({ bus, namespace: ns, round: 1, metrics, log, done: new Set() });

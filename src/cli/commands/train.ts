@@ -63,6 +63,10 @@ export function register(program: Command): void {
     .option('--version <v>', 'version recorded in the checkpoint manifest', 'v1')
     .option('--json', 'print one JSON line of metrics per step')
     .action(async (opts: TrainCliOptions) => {
+      const { samePath } = await import('../../util/same-path.ts');
+      for (const [flag, dir] of [['--model', opts.model], ['--ref', opts.ref]] as const) {
+        if (dir !== undefined && samePath(dir, opts.out)) throw new Error(`--out ${opts.out} is the ${flag} directory: training would overwrite its input; choose another --out`);
+      }
       const { runTrainCommand } = await import('../train-command.ts');
       await runTrainCommand(opts);
     });
