@@ -13,7 +13,8 @@ import type {
   TopicInfo,
   TopicRecords,
 } from './bus.ts';
-import { GroupConsumer } from './kafka-consumer.ts';
+import { GroupConsumer, type ConsumerHost } from './kafka-consumer.ts';
+import { sleep, withRetry } from './kafka-retry.ts';
 import { kafkaLogCreator, kafkaLogLevel } from './kafka-log.ts';
 import { displayUrl, parseKafkaUrl, type KafkaBusOptions } from './kafka-options.ts';
 import { partitionForKey } from './partitioner.ts';
@@ -62,7 +63,7 @@ interface PendingProduce {
 
 export class KafkaBus implements Bus {
   readonly url: string;
-  readonly kafka: KafkaClient;
+  private readonly kafka: KafkaClient;
   readonly options: KafkaBusOptions;
   private admin: Admin;
   private producer: Producer;
@@ -74,7 +75,7 @@ export class KafkaBus implements Bus {
   private queue: Array<{ call: PendingProduce; index: number }> = [];
   private sending = false;
   private closed = false;
-  readonly consumers = new Set<GroupConsumer>();
+  private readonly consumers = new Set<GroupConsumer>();
 
   constructor(options: KafkaBusOptions) {
     this.options = options;
@@ -273,7 +274,7 @@ export class KafkaBus implements Bus {
         subscriber.error(new Error(`consume: the bus ${this.url} is closed`));
         return;
       }
-      const consumer = new GroupConsumer(this, options, subscriber);
+      const consumer = new GroupConsumer(this.consumerHost(), options, subscriber);
       this.consumers.add(consumer);
       consumer.start();
       return () => consumer.unsubscribe();
@@ -474,34 +475,20 @@ export class KafkaBus implements Bus {
     return this.closed;
   }
 
-  /** The bus's admin client (shared by its consumers for offset look-ups). */
-  get adminClient(): Admin {
-    return this.admin;
+  /** What this bus gives a group consumer (see ConsumerHost). */
+  private consumerHost(): ConsumerHost {
+    return {
+      options: this.options,
+      admin: this.admin,
+      newConsumer: (config) => this.kafka.consumer(config),
+      partitionCount: (topic) => this.partitionCount(topic),
+      seek: (groupId, topic, from) => this.seek(groupId, topic, from),
+      membersLeft: (groupId) => this.membersLeft(groupId),
+      forget: (consumer) => void this.consumers.delete(consumer),
+    };
   }
 
   private assertOpen(): void {
     if (this.closed) throw new Error(`the bus ${this.url} is closed`);
   }
-}
-
-/**
- * Retries a call that failed with a retriable Kafka error (a leader not elected yet right after a
- * topic is created, a coordinator loading, a broker restarting) for up to 30 s.
- */
-export async function withRetry<T>(fn: () => Promise<T>): Promise<T> {
-  const deadline = Date.now() + 30_000;
-  for (let delay = 50; ; delay = Math.min(delay * 2, 1000)) {
-    try {
-      return await fn();
-    } catch (err) {
-      const e = err as { retriable?: boolean; name?: string };
-      const retriable = e.retriable === true || e.name === 'KafkaJSConnectionError' || e.name === 'KafkaJSNumberOfRetriesExceeded';
-      if (!retriable || Date.now() + delay > deadline) throw err;
-      await sleep(delay);
-    }
-  }
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
