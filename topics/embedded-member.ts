@@ -3,8 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Subscriber } from 'rxjs';
 import type { ConsumedRecord, ConsumeOptions, Headers, StartPosition } from './bus.ts';
-import type { EmbeddedBusOptions } from './embedded.ts';
-import type { RecordRow, StoreStatements, TopicMeta } from './embedded-store.ts';
+import type { EmbeddedBusOptions, RecordRow, StoreStatements, TopicMeta } from './embedded-store.ts';
 import { OffsetTracker } from './offset-tracker.ts';
 
 /**

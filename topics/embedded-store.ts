@@ -6,6 +6,22 @@ import type Database from 'better-sqlite3';
  * statements over them.
  */
 
+/** Settings of an embedded bus (see topics/embedded.ts for what they govern). */
+export interface EmbeddedBusOptions {
+  /** 'normal' (default) or 'full'; see above. */
+  synchronous?: 'normal' | 'full';
+  /** A member whose heartbeat is older than this is dead (other hosts, hung processes). Default 10 s. */
+  sessionTimeoutMs?: number;
+  /** Longest idle sleep between polls for records written by other processes. Default 50 ms. */
+  maxPollIntervalMs?: number;
+  /** Records read per partition per fetch. Default 256. */
+  fetchRecords?: number;
+  /** How long close() waits for in-flight records to be committed. Default 30 s. */
+  drainTimeoutMs?: number;
+  /** Refuse to create the file (read-only commands). */
+  mustExist?: boolean;
+}
+
 export interface TopicMeta {
   name: string;
   partitions: number;

@@ -16,7 +16,7 @@ import type {
 } from './bus.ts';
 import { openBusDatabase } from './embedded-file.ts';
 import { GroupMember, liveMembers, sleep, type MemberHost, type PartitionState } from './embedded-member.ts';
-import { prepareStore, type StoreStatements, type TopicMeta } from './embedded-store.ts';
+import { prepareStore, type EmbeddedBusOptions, type StoreStatements, type TopicMeta } from './embedded-store.ts';
 import { partitionForKey } from './partitioner.ts';
 import { checkTopicName } from './topic-name.ts';
 
@@ -43,20 +43,7 @@ import { checkTopicName } from './topic-name.ts';
  * older than the session timeout.
  */
 
-export interface EmbeddedBusOptions {
-  /** 'normal' (default) or 'full'; see above. */
-  synchronous?: 'normal' | 'full';
-  /** A member whose heartbeat is older than this is dead (other hosts, hung processes). Default 10 s. */
-  sessionTimeoutMs?: number;
-  /** Longest idle sleep between polls for records written by other processes. Default 50 ms. */
-  maxPollIntervalMs?: number;
-  /** Records read per partition per fetch. Default 256. */
-  fetchRecords?: number;
-  /** How long close() waits for in-flight records to be committed. Default 30 s. */
-  drainTimeoutMs?: number;
-  /** Refuse to create the file (read-only commands). */
-  mustExist?: boolean;
-}
+export type { EmbeddedBusOptions } from './embedded-store.ts';
 
 
 export async function openEmbeddedBus(path: string, options: EmbeddedBusOptions = {}): Promise<EmbeddedBus> {

@@ -6,11 +6,35 @@ import { readHfConfig } from '../model/hf-config.ts';
 import { Tokenizer } from '../model/tokenizer.ts';
 import { checkProvider } from '../onnx/session.ts';
 import { Rng, deriveSeed } from '../util/random.ts';
-import type { TrainCliOptions } from './commands/train.ts';
 import { Scorer } from '../engine/scorer.ts';
 import { Trainer, type PreferencePair, type StepMetrics, type TrainBatch } from '../engine/trainer.ts';
 import { ktoMismatchedRows } from '../engine/trainer-batch.ts';
 import { applyRefLogpsFile, readPreferencePairs, readSftExamples, type TokenizedPair } from '../engine/trainer-data.ts';
+
+/** The flags of `dice train` (src/cli/commands/train.ts). */
+export interface TrainCliOptions {
+  model: string;
+  ref?: string;
+  refLogps?: string;
+  pairs: string;
+  loss: 'dpo' | 'ipo' | 'hinge' | 'kto' | 'sft' | 'rdpo';
+  beta: number;
+  alpha: number;
+  steps: number;
+  batch: number;
+  microBatch?: number;
+  lr: number;
+  warmup: number;
+  weightDecay: number;
+  maxGradNorm: number;
+  out: string;
+  seed: number;
+  threads: number;
+  provider: 'cpu' | 'webgpu' | 'cuda';
+  chat?: boolean;
+  version: string;
+  json?: boolean;
+}
 
 /** The work behind `dice train` (see src/cli/commands/train.ts). */
 export async function runTrainCommand(opts: TrainCliOptions): Promise<void> {

@@ -1,35 +1,13 @@
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
 import { floatArg, intArg } from './generate.ts';
+import type { TrainCliOptions } from '../train-command.ts';
 
 /**
  * `dice train`: DPO-family (or SFT) training of a model directory on a record file; writes an HF
  * checkpoint with manifest.json. Reference log-probs come from --ref DIR (a scoring pass of the
  * reference model), from --ref-logps FILE, or inline in the pairs file (ref_chosen_logp/ref_rejected_logp).
  */
-interface TrainCliOptions {
-  model: string;
-  ref?: string;
-  refLogps?: string;
-  pairs: string;
-  loss: 'dpo' | 'ipo' | 'hinge' | 'kto' | 'sft' | 'rdpo';
-  beta: number;
-  alpha: number;
-  steps: number;
-  batch: number;
-  microBatch?: number;
-  lr: number;
-  warmup: number;
-  weightDecay: number;
-  maxGradNorm: number;
-  out: string;
-  seed: number;
-  threads: number;
-  provider: 'cpu' | 'webgpu' | 'cuda';
-  chat?: boolean;
-  version: string;
-  json?: boolean;
-}
 
 const LOSSES = ['dpo', 'ipo', 'hinge', 'kto', 'sft', 'rdpo'];
 
@@ -72,4 +50,3 @@ export function register(program: Command): void {
     });
 }
 
-export type { TrainCliOptions };
