@@ -63,6 +63,20 @@ const replay = z
   })
   .strict();
 
+/** The linear layers a LoRA adapter can target, by their short names (q → self_attn.q_proj, …). */
+export const LORA_TARGETS = ['q', 'k', 'v', 'o', 'gate', 'up', 'down'] as const;
+
+/** LoRA (Hu et al. 2021) as PEFT defines it: ΔW = (alpha / r) · B · A, dropout 0. */
+export const loraSchema = z
+  .object({
+    r: z.number().int().positive().max(4096),
+    alpha: z.number().positive(),
+    targets: z.array(z.enum(LORA_TARGETS)).min(1).refine((t) => new Set(t).size === t.length, 'targets must not repeat'),
+  })
+  .strict();
+
+export type LoraConfig = z.infer<typeof loraSchema>;
+
 const train = z
   .object({
     loss: z.enum(['dpo', 'ipo', 'hinge', 'kto']).default('dpo'),
@@ -78,6 +92,8 @@ const train = z
     maxGradNorm: z.number().positive().default(1),
     /** Truncate prompt+response to this many tokens in training. */
     maxLength: z.number().int().positive().default(1024),
+    /** Train a LoRA adapter on the round's starting policy (frozen) instead of all weights; null: full fine-tuning. */
+    lora: loraSchema.nullable().default(null),
   })
   .strict();
 

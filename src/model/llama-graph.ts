@@ -36,7 +36,15 @@ export interface LlamaEmitOptions {
    * copy of every weight (inference graphs).
    */
   linear?: 'matmul' | 'gemm';
+  /**
+   * A hook on every Linear: given the weight's HF name, the layer input x ([N,in] with 'gemm',
+   * [B,S,in] with 'matmul') and its output y, returns the output to use (a LoRA adapter adds
+   * its low-rank term here; see lora-graph.ts). Absent: y.
+   */
+  adapter?: LinearAdapter;
 }
+
+export type LinearAdapter = (weight: string, x: string, y: string) => string;
 
 export interface TeacherForcedOptions extends LlamaEmitOptions {
   /** int64 [B,T] */
@@ -141,11 +149,13 @@ class Emitter {
       const g = this.g;
       const out = this.shapes.get(weight)![0];
       const flat = g.op1('Reshape', [x, g.int64([-1, this.shapes.get(weight)![1]])]);
-      const y = g.op1('Gemm', bias ? [flat, this.w(weight), this.w(bias)] : [flat, this.w(weight)], { transB: 1 });
+      const base = g.op1('Gemm', bias ? [flat, this.w(weight), this.w(bias)] : [flat, this.w(weight)], { transB: 1 });
+      const y = this.opts.adapter ? this.opts.adapter(weight, flat, base) : base;
       return g.op1('Reshape', [y, g.op1('Concat', [this.batchSeqShape(x), g.int64([out])], { axis: 0 })]);
     }
     const wt = this.g.op1('Transpose', [this.w(weight)], { perm: [1, 0] });
-    const y = this.g.op1('MatMul', [x, wt]);
+    const base = this.g.op1('MatMul', [x, wt]);
+    const y = this.opts.adapter ? this.opts.adapter(weight, x, base) : base;
     return bias ? this.g.op1('Add', [y, this.w(bias)]) : y;
   }
 
