@@ -34,32 +34,6 @@ const MODULES: Record<Target, string> = {
 /** PEFT's target_modules names (the last component of the module path). */
 const PEFT_MODULE = (t: Target) => MODULES[t].split('.')[1];
 
-/** `r=16,alpha=32,targets=q,k,v,o,gate,up,down` (the --lora flag) → a validated LoRA config. */
-export function parseLoraFlag(text: string): LoraConfig {
-  const raw: Record<string, unknown> = {};
-  let listKey: string | null = null;
-  for (const part of text.split(',').map((s) => s.trim()).filter(Boolean)) {
-    const eq = part.indexOf('=');
-    if (eq < 0) {
-      if (listKey !== 'targets') throw new Error(`--lora: "${part}" is not key=value (expected r=…,alpha=…,targets=q,k,…)`);
-      (raw.targets as string[]).push(part);
-      continue;
-    }
-    const key = part.slice(0, eq);
-    const value = part.slice(eq + 1);
-    if (key === 'targets') raw.targets = [value];
-    else if (key === 'r' || key === 'alpha') raw[key] = Number(value);
-    else if (key === 'dropout') {
-      if (Number(value) !== 0) throw new Error('--lora: only dropout 0 is supported');
-    } else throw new Error(`--lora: unknown key "${key}" (keys: r, alpha, targets, dropout)`);
-    listKey = key;
-  }
-  if (Array.isArray(raw.targets)) raw.targets = (raw.targets as string[]).map((t) => t.replace(/_proj$/, ''));
-  const parsed = loraSchema.safeParse(raw);
-  if (!parsed.success) throw new Error(`--lora ${text}: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`);
-  return parsed.data;
-}
-
 export const loraScale = (lora: LoraConfig): number => lora.alpha / lora.r;
 
 /** PEFT's saved name of a Linear's A or B for the HF weight name `…q_proj.weight`. */

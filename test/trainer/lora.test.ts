@@ -12,11 +12,12 @@ import {
   initAdapter,
   loraParameterShapes,
   mergeAdapter,
-  parseLoraFlag,
   readAdapter,
   writeAdapter,
   type LoraConfig,
 } from '../../src/model/lora.ts';
+import { parseLoraFlag } from '../../src/cli/lora-flag.ts';
+import { loadRunConfig } from '../../src/config/schema.ts';
 import { serializeModel } from '../../src/onnx/builder.ts';
 import { createSession, runSession } from '../../src/onnx/session.ts';
 import { buildGradsGraph, buildStepGraph, buildUpdateGraph, gradName } from '../../src/engine/trainer-graph.ts';
@@ -87,12 +88,17 @@ const f32 = (t: HostTensor) => t.data as Float32Array;
 
 test('--lora flag: parsed into the schema, bad values refused naming the problem', () => {
   assert.deepEqual(parseLoraFlag('r=16,alpha=32,targets=q,k,v,o,gate,up,down'), { r: 16, alpha: 32, targets: ['q', 'k', 'v', 'o', 'gate', 'up', 'down'] });
-  assert.deepEqual(parseLoraFlag('targets=q_proj,v_proj,r=8,alpha=16,dropout=0'), { r: 8, alpha: 16, targets: ['q', 'v'] });
+  assert.deepEqual(parseLoraFlag('targets=q_proj,v_proj,r=8,alpha=16,dropout=0'), { r: 8, alpha: 16, targets: ['q', 'v'], dropout: 0 });
   assert.throws(() => parseLoraFlag('r=16,alpha=32,targets=q,lm_head'), /targets/);
   assert.throws(() => parseLoraFlag('r=0,alpha=32,targets=q'), /r:/);
   assert.throws(() => parseLoraFlag('r=16,alpha=32,targets=q,dropout=0.1'), /dropout 0/);
-  assert.throws(() => parseLoraFlag('r=16,rank=3,targets=q'), /unknown key "rank"/);
+  assert.throws(() => parseLoraFlag('r=16,rank=3,targets=q'), /rank/);
   assert.throws(() => parseLoraFlag('r=16,targets=q'), /alpha/);
+  assert.throws(() => parseLoraFlag('16,alpha=2,targets=q'), /"16" \(not key=value\)/);
+  // the same rule validates the config key, as an object or as the flag's string
+  assert.deepEqual(loadRunConfig(undefined, { 'train.lora': 'r=4,alpha=8,targets=q,v' }).train.lora, { r: 4, alpha: 8, targets: ['q', 'v'] });
+  assert.equal(loadRunConfig(undefined, {}).train.lora, null);
+  assert.throws(() => loadRunConfig(undefined, { 'train.lora': { r: 4, alpha: 8, targets: ['x'] } }), /train\.lora\.targets/);
 });
 
 for (const name of ['tiny-llama', 'tiny-qwen2']) {
