@@ -179,3 +179,13 @@ export function loadCheckpoint(dir: string): LoadedModel & { manifest: Checkpoin
   const manifest = verifyCheckpoint(dir);
   return { ...loadModel(dir), manifest };
 }
+
+/**
+ * The one way commands and engines load a model directory: a dice checkpoint (one with manifest.json)
+ * is verified against its manifest first, so a corrupt or altered one is refused naming the file; a
+ * plain Hugging Face directory (no manifest) loads as it is.
+ */
+export function loadModelDir(dir: string): LoadedModel & { manifest: CheckpointManifest | null } {
+  const manifest = existsSync(join(dir, MANIFEST_FILE)) ? verifyCheckpoint(dir) : null;
+  return { ...loadModel(dir), manifest };
+}

@@ -1,8 +1,8 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { ChatTemplate } from './chat-template.ts';
-import { MANIFEST_FILE, sha256File, verifyCheckpoint } from './checkpoint.ts';
-import { loadModel, saveModel, type LoadedModel } from './load.ts';
+import { loadModelDir, MANIFEST_FILE, sha256File, verifyCheckpoint } from './checkpoint.ts';
+import { saveModel, type LoadedModel } from './load.ts';
 import { adapterBaseDir, isAdapterDir, mergeAdapter, readAdapter, readAdapterConfig, ADAPTER_CONFIG_FILE, type Adapter, type LoraConfig } from './lora.ts';
 import { fromFloat32, SINGLE_FILE_NAME, toFloat32 } from './safetensors.ts';
 import type { Weights } from './tensor.ts';
@@ -13,7 +13,7 @@ import { Tokenizer } from './tokenizer.ts';
  * directory (ours or PEFT's) on a base named by base_model_name_or_path — itself either kind, so a
  * chain of per-round adapters resolves. An adapter is folded into its base's weights (merged): the
  * engines then run the plain graph, which bench/lora.ts measured faster than base + adapter terms.
- * A dice checkpoint's manifest is verified first (adapter files and the base's sha256).
+ * A dice checkpoint's manifest is verified first (for an adapter: its files and the base's sha256).
  */
 export interface LoadedPolicy extends LoadedModel {
   /** The adapters folded in, outermost (this directory's) first; empty for a full model. */
@@ -21,7 +21,7 @@ export interface LoadedPolicy extends LoadedModel {
 }
 
 export function loadPolicy(dir: string): LoadedPolicy {
-  if (!isAdapterDir(dir)) return { ...loadModel(dir), adapters: [] };
+  if (!isAdapterDir(dir)) return { ...loadModelDir(dir), adapters: [] }; // a full checkpoint's manifest is verified there
   if (existsSync(join(dir, MANIFEST_FILE))) verifyCheckpoint(dir);
   const baseDir = adapterBaseDir(dir, readAdapterConfig(join(dir, ADAPTER_CONFIG_FILE)).baseModel);
   const base = loadPolicy(baseDir);

@@ -80,7 +80,7 @@ export function register(program: Command): void {
       let sourceBus: Awaited<ReturnType<typeof openBus>> | null = null;
       let recording;
       if (opts.fromBus) {
-        sourceBus = await openBus(opts.fromBus);
+        sourceBus = await openBus(opts.fromBus, { readOnly: true });
         recording = busRecording(sourceBus, opts.fromNamespace ?? 'run');
       } else if (existsSync(join(opts.from!, 'manifest.json'))) {
         recording = openArchive(opts.from!);
@@ -88,7 +88,7 @@ export function register(program: Command): void {
           throw new Error(`--from-namespace ${opts.fromNamespace}: the archive ${opts.from} holds namespace ${JSON.stringify(recording.namespace ?? null)}`);
         }
       } else if (existsSync(join(opts.from!, 'bus.db'))) {
-        sourceBus = await openBus(`embedded:${join(opts.from!, 'bus.db')}`);
+        sourceBus = await openBus(`embedded:${join(opts.from!, 'bus.db')}`, { readOnly: true });
         recording = busRecording(sourceBus, opts.fromNamespace ?? 'run');
       } else {
         throw new Error(`${opts.from}: neither an archive (no manifest.json) nor a run directory (no bus.db)`);

@@ -67,6 +67,10 @@ export function register(program: Command): void {
     .option('--json', 'print one JSON line of metrics per step')
     .option('--lora <spec>', 'train a LoRA adapter (PEFT format) on frozen weights, e.g. r=16,alpha=32,targets=q,k,v,o,gate,up,down; its reference is the base (adapter off) unless --ref/--ref-logps', loraFlag)
     .action(async (opts: TrainCliOptions) => {
+      const { samePath } = await import('../../util/same-path.ts');
+      for (const [flag, dir] of [['--model', opts.model], ['--ref', opts.ref]] as const) {
+        if (dir !== undefined && samePath(dir, opts.out)) throw new Error(`--out ${opts.out} is the ${flag} directory: training would overwrite its input; choose another --out`);
+      }
       const { runTrainCommand } = await import('../../engine/trainer-cli.ts');
       await runTrainCommand(opts);
     });
