@@ -372,6 +372,8 @@ export interface BuildOptions {
   maxPositions?: number;
   /** Default 'gemm' (these builders make inference graphs). */
   linear?: 'matmul' | 'gemm';
+  /** A Linear hook made for the graph being built (e.g. a LoRA adapter's terms; see lora-graph.ts). */
+  adapter?: (g: GraphBuilder) => LinearAdapter;
 }
 
 /** Graph A as a whole model: inputs input_ids, attention_mask; outputs log_probs [B,T-1] (+ logits [B,T,V]). */
@@ -380,7 +382,7 @@ export function buildTeacherForcedGraph(cfg: LlamaConfig, weights: Weights, opts
   const g = new GraphBuilder('llama_teacher_forced');
   const inputIds = g.input('input_ids', 'int64', ['batch', 'seq']);
   const attentionMask = g.input('attention_mask', 'int64', ['batch', 'seq']);
-  const out = emitLlamaForward(g, cfg, { dtype, weight: initializerWeights(g, weights, dtype), inputIds, attentionMask, logits: opts.logits, maxPositions: opts.maxPositions, linear: opts.linear ?? 'gemm' });
+  const out = emitLlamaForward(g, cfg, { dtype, weight: initializerWeights(g, weights, dtype), inputIds, attentionMask, logits: opts.logits, maxPositions: opts.maxPositions, linear: opts.linear ?? 'gemm', adapter: opts.adapter?.(g) });
   g.output(out.logProbs, dtype, ['batch', 'seq_minus_1'], 'log_probs');
   if (out.logits) g.output(out.logits, dtype, ['batch', 'seq', cfg.vocabSize], 'logits');
   return g;
@@ -412,7 +414,7 @@ export function buildDecodeStepGraph(cfg: LlamaConfig, weights: Weights, opts: B
   for (let i = 0; i < cfg.numLayers; i++) {
     past.push({ key: g.input(pastKeyName(i), dtype, kvShape), value: g.input(pastValueName(i), dtype, kvShape) });
   }
-  const out = emitLlamaDecodeStep(g, cfg, { dtype, weight: initializerWeights(g, weights, dtype), inputIds, positionIds, attentionMask, past, last: opts.last, maxPositions: opts.maxPositions, linear: opts.linear ?? 'gemm', cache: opts.cache });
+  const out = emitLlamaDecodeStep(g, cfg, { dtype, weight: initializerWeights(g, weights, dtype), inputIds, positionIds, attentionMask, past, last: opts.last, maxPositions: opts.maxPositions, linear: opts.linear ?? 'gemm', cache: opts.cache, adapter: opts.adapter?.(g) });
   g.output(out.last, dtype, ['batch', cfg.vocabSize], opts.last === 'logProbs' ? 'log_probs' : 'logits');
   const append = opts.cache === 'append';
   const presentShape = ['batch', cfg.numKvHeads, append ? 'new' : 'total', cfg.headDim];

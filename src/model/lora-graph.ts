@@ -1,6 +1,7 @@
 import type { GraphBuilder } from '../onnx/builder.ts';
 import type { LlamaConfig } from './llama-config.ts';
-import type { FloatDType, LinearAdapter } from './llama-graph.ts';
+import { initializerWeights, type FloatDType, type LinearAdapter } from './llama-graph.ts';
+import type { Weights } from './tensor.ts';
 import { adaptedLinears, loraScale, type LoraConfig } from './lora.ts';
 
 /**
@@ -33,4 +34,9 @@ export function loraLinearAdapter(
     const up = g.op1('MatMul', [down, g.op1('Transpose', [b], { perm: [1, 0] })]);
     return g.op1('Add', [y, g.op1('Mul', [up, g.scalar(scale, emit.dtype)])]);
   };
+}
+
+/** For the inference builders (BuildOptions.adapter): the adapter's tensors as initializers of the graph. */
+export function loraInitializers(model: LlamaConfig, adapter: { lora: LoraConfig; weights: Weights }, dtype: FloatDType = 'float32'): (g: GraphBuilder) => LinearAdapter {
+  return (g) => loraLinearAdapter(g, model, adapter.lora, { linear: 'gemm', dtype }, initializerWeights(g, adapter.weights, dtype));
 }

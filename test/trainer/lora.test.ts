@@ -18,6 +18,7 @@ import {
 } from '../../src/model/lora.ts';
 import { parseLoraFlag } from '../../src/cli/lora-flag.ts';
 import { loadRunConfig } from '../../src/config/schema.ts';
+import { loraInitializers } from '../../src/model/lora-graph.ts';
 import { serializeModel } from '../../src/onnx/builder.ts';
 import { createSession, runSession } from '../../src/onnx/session.ts';
 import { buildGradsGraph, buildStepGraph, buildUpdateGraph, gradName } from '../../src/engine/trainer-graph.ts';
@@ -177,6 +178,11 @@ for (const name of ['tiny-llama', 'tiny-qwen2']) {
     const T1 = expected.response_mask[0].length;
     const seq = expected.response_mask.map((mask, i) => mask.reduce((s, m, t) => s + m * lp[i * T1 + t], 0));
     assert.ok(relError(seq, expected.policy_logps) <= 1e-5, `merged ${seq} vs peft ${expected.policy_logps}`);
+    // the other way to run it: the base's graph with the adapter's terms (bench/lora-engines.ts compares their speed)
+    const unmerged = await createSession(serializeModel(buildTeacherForcedGraph(config, weights, { adapter: loraInitializers(config, adapter) })));
+    const lp2 = f32((await runSession(unmerged, { input_ids: c.input_ids, attention_mask: c.attention_mask })).log_probs);
+    const seq2 = expected.response_mask.map((mask, i) => mask.reduce((s, m, t) => s + m * lp2[i * T1 + t], 0));
+    assert.ok(relError(seq2, expected.policy_logps) <= 1e-5, `base + adapter ${seq2} vs peft ${expected.policy_logps}`);
 
     const dir = mkdtempSync(join(tmpdir(), 'dice-lora-'));
     try {
