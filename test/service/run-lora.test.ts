@@ -9,7 +9,7 @@ import { makeRunFixture, readCheckpoints, readLineage, runCli } from './run-help
 
 const fixture = makeRunFixture();
 
-test('dice run --lora: each round trains an adapter on π_θ(t−1); checkpoints are PEFT adapters chained v2 → v1 → v0, and the next round samples and scores the merged policy', async () => {
+test('dice run --lora: each round trains an adapter on π_θ(t−1); checkpoints are PEFT adapters chained v2 → v1 → v0, the next round samples and scores the merged policy; replay --verify re-derives the adapters', async () => {
   const out = join(fixture.dir, 'lora');
   const r = await runCli([...fixture.args, '--out', out, '--lora', 'r=2,alpha=4,targets=q,v,down']);
   assert.equal(r.code, 0, r.stderr);
@@ -34,4 +34,14 @@ test('dice run --lora: each round trains an adapter on π_θ(t−1); checkpoints
   } finally {
     await bus.close();
   }
+
+  // replay --verify re-trains each round's adapter from the recorded batches: the same adapter bytes
+  const archive = join(fixture.dir, 'lora-archive');
+  const a = await runCli(['archive', '--bus', `embedded:${join(out, 'bus.db')}`, '--namespace', 'run', '--out', archive]);
+  assert.equal(a.code, 0, a.stderr);
+  const v = await runCli(['replay', '--from', archive, '--verify', '--json', '--verify-stages', 'checkpoints', '--out', join(fixture.dir, 'lora-verify')]);
+  assert.equal(v.code, 0, v.stderr);
+  const report = JSON.parse(v.stdout) as { identical: boolean; stages: Array<{ round: number; stage: string; identical: boolean }> };
+  assert.equal(report.identical, true);
+  assert.deepEqual(report.stages.map((x) => [x.round, x.stage, x.identical]), [[1, 'checkpoints', true], [2, 'checkpoints', true]]);
 });
