@@ -1,3 +1,4 @@
+import { resolve as resolvePath } from 'node:path';
 import type { Bus } from './bus.ts';
 import type { EmbeddedBusOptions } from './embedded.ts';
 
@@ -58,4 +59,12 @@ function positiveNumber(url: string, key: string, value: string): number {
   const n = Number(value);
   if (!Number.isFinite(n) || n <= 0) throw new Error(`bus URL ${url}: ${key} must be a positive number, got ${JSON.stringify(value)}`);
   return n;
+}
+
+/** The file of an embedded bus URL (absolute), or null for another kind of bus. */
+export function embeddedBusPath(url: string): string | null {
+  if (!url.startsWith('embedded:')) return null;
+  const rest = url.slice('embedded:'.length);
+  const q = rest.indexOf('?');
+  return resolvePath(q < 0 ? rest : rest.slice(0, q));
 }

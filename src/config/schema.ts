@@ -17,6 +17,11 @@ const sampling = z
     maxNewTokens: z.number().int().positive().default(512),
     /** Render prompts through the model's chat template when it has one. */
     chatTemplate: z.boolean().default(true),
+    /**
+     * Prompts per sampler call: their K samples decode together (promptsPerCall × K rows). `dice run`
+     * cuts the round's prompt list into fixed chunks of this size, so results do not depend on timing.
+     */
+    promptsPerCall: z.number().int().min(1).default(4),
   })
   .strict();
 

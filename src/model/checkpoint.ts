@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { LlamaConfig } from './llama-config.ts';
 import { loadModel, saveModel, type LoadedModel } from './load.ts';
@@ -75,8 +75,17 @@ export interface CheckpointInput {
   metrics?: Record<string, unknown>;
 }
 
+/** sha256 of a file, read in chunks (a model's weights need not fit in memory twice). */
 export function sha256File(path: string): string {
-  return createHash('sha256').update(readFileSync(path)).digest('hex');
+  const hash = createHash('sha256');
+  const fd = openSync(path, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(1 << 22);
+    for (let n; (n = readSync(fd, buf, 0, buf.length, null)) > 0; ) hash.update(buf.subarray(0, n));
+  } finally {
+    closeSync(fd);
+  }
+  return hash.digest('hex');
 }
 
 /** Writes the checkpoint directory; the manifest is written last (atomically), so a crash leaves no valid-looking checkpoint. */
@@ -87,6 +96,15 @@ export function writeCheckpoint(dir: string, input: CheckpointInput): Checkpoint
   // HF checkpoints are float32 here; a float64 trainer's weights are rounded
   const weights: Weights = new Map([...input.weights].map(([n, t]) => [n, t.dtype === 'float64' ? toFloat(t, 'float32') : t]));
   saveModel(dir, { config: input.config, weights, tokenizerFiles: input.tokenizerFiles });
+  return writeManifest(dir, input);
+}
+
+/**
+ * Writes manifest.json for the model directory's model.safetensors (atomically, last), making it a
+ * checkpoint. writeCheckpoint does this after saving; importers that stream the weights call it directly.
+ */
+export function writeManifest(dir: string, input: Pick<CheckpointInput, 'version' | 'parentVersion' | 'referenceVersion' | 'metrics'>): CheckpointManifest {
+  const manifestPath = join(dir, MANIFEST_FILE);
   const manifest: CheckpointManifest = {
     format: MANIFEST_FORMAT,
     version: input.version,
@@ -97,10 +115,10 @@ export function writeCheckpoint(dir: string, input: CheckpointInput): Checkpoint
     sha256: sha256File(join(dir, SINGLE_FILE_NAME)),
     metrics: input.metrics ?? {},
   };
-  return writeManifest(manifestPath, manifest);
+  return writeManifestFile(manifestPath, manifest);
 }
 
-function writeManifest(manifestPath: string, manifest: CheckpointManifest): CheckpointManifest {
+function writeManifestFile(manifestPath: string, manifest: CheckpointManifest): CheckpointManifest {
   writeFileSync(`${manifestPath}.tmp`, `${JSON.stringify(manifest, null, 2)}\n`);
   renameSync(`${manifestPath}.tmp`, manifestPath);
   return manifest;
@@ -134,7 +152,7 @@ function writeAdapterCheckpoint(dir: string, input: CheckpointInput, adapter: No
       targets: [...adapter.lora.targets],
     },
   };
-  return writeManifest(join(dir, MANIFEST_FILE), manifest);
+  return writeManifestFile(join(dir, MANIFEST_FILE), manifest);
 }
 
 /** Reads manifest.json and checks the weights' sha256; throws naming the file on any problem. */

@@ -376,14 +376,19 @@ export interface BuildOptions {
   adapter?: (g: GraphBuilder) => LinearAdapter;
 }
 
-/** Graph A as a whole model: inputs input_ids, attention_mask; outputs log_probs [B,T-1] (+ logits [B,T,V]). */
-export function buildTeacherForcedGraph(cfg: LlamaConfig, weights: Weights, opts: BuildOptions & { logits?: boolean } = {}): GraphBuilder {
+/**
+ * Graph A as a whole model: inputs input_ids, attention_mask; outputs log_probs [B,T-1] (+ logits [B,T,V]).
+ * `predictAt`: also an input predict_at int64 [R] (flat indices into the B×(T−1) predicting positions);
+ * log_probs is then [R] and the lm_head and log-softmax run on those R rows only (a scorer's response tokens).
+ */
+export function buildTeacherForcedGraph(cfg: LlamaConfig, weights: Weights, opts: BuildOptions & { logits?: boolean; predictAt?: boolean } = {}): GraphBuilder {
   const dtype = opts.dtype ?? 'float32';
   const g = new GraphBuilder('llama_teacher_forced');
   const inputIds = g.input('input_ids', 'int64', ['batch', 'seq']);
   const attentionMask = g.input('attention_mask', 'int64', ['batch', 'seq']);
-  const out = emitLlamaForward(g, cfg, { dtype, weight: initializerWeights(g, weights, dtype), inputIds, attentionMask, logits: opts.logits, maxPositions: opts.maxPositions, linear: opts.linear ?? 'gemm', adapter: opts.adapter?.(g) });
-  g.output(out.logProbs, dtype, ['batch', 'seq_minus_1'], 'log_probs');
+  const predictAt = opts.predictAt ? g.input('predict_at', 'int64', ['rows']) : undefined;
+  const out = emitLlamaForward(g, cfg, { dtype, weight: initializerWeights(g, weights, dtype), inputIds, attentionMask, logits: opts.logits, predictAt, maxPositions: opts.maxPositions, linear: opts.linear ?? 'gemm', adapter: opts.adapter?.(g) });
+  g.output(out.logProbs, dtype, predictAt ? ['rows'] : ['batch', 'seq_minus_1'], 'log_probs');
   if (out.logits) g.output(out.logits, dtype, ['batch', 'seq', cfg.vocabSize], 'logits');
   return g;
 }

