@@ -21,6 +21,31 @@ export interface SampleOptions {
   /** Prompts per engine call (default 8): the engine batches their K samples together. */
   promptsPerCall?: number;
   maxWaitMs?: number;
+  /**
+   * Deterministic batching (a run): the engine batch of each prompt, from `promptChunks`. Each batch
+   * is sampled whole when its first member arrives, whatever arrives when, so every sample's float
+   * rounding is fixed by the round's prompt list alone. Without it, prompts are batched as they come
+   * (`promptsPerCall`, `maxWaitMs`): fast, reproducible only up to float rounding.
+   */
+  chunkOf?: (promptId: string) => readonly PromptRecord[] | undefined;
+}
+
+/**
+ * The engine batches of a round as a rule independent of timing and restarts: the round's prompts in
+ * their fixed order, cut into consecutive chunks of `promptsPerChunk`; a prompt's batch is its chunk
+ * (all of it, including members already answered before a restart). undefined: not a round prompt.
+ */
+export function promptChunks<P extends { promptId: string }>(roundPrompts: readonly P[], promptsPerChunk: number): (promptId: string) => readonly P[] | undefined {
+  if (!Number.isInteger(promptsPerChunk) || promptsPerChunk < 1) throw new Error(`prompt chunks: prompts per chunk must be an integer ≥ 1, got ${promptsPerChunk}`);
+  const chunks = new Map<string, readonly P[]>();
+  for (let start = 0; start < roundPrompts.length; start += promptsPerChunk) {
+    const chunk = roundPrompts.slice(start, start + promptsPerChunk);
+    for (const p of chunk) {
+      if (chunks.has(p.promptId)) throw new Error(`prompt chunks: prompt id ${p.promptId} appears twice in the round`);
+      chunks.set(p.promptId, chunk);
+    }
+  }
+  return (promptId) => chunks.get(promptId);
 }
 
 /**
@@ -32,12 +57,35 @@ export interface SampleOptions {
  *   p1-p2-p3-|  sample  --g1-g2-g3-|      (a prompt the engine refuses becomes a Rejected)
  */
 export function sample(options: SampleOptions): OperatorFunction<PromptRecord, SamplesGroup | Rejected> {
+  if (options.chunkOf) return sampleByChunk(options, options.chunkOf);
   return (prompts$) =>
     prompts$.pipe(
       batchUpTo(options.promptsPerCall ?? 8, options.maxWaitMs ?? 50),
       concatMap((prompts) => sampleBatch(prompts, options)),
       concatMap((items) => from(items)),
     );
+}
+
+/** Per prompt in arrival order: its answer from one engine call per chunk, made when the chunk's first member arrives. */
+function sampleByChunk(options: SampleOptions, chunkOf: NonNullable<SampleOptions['chunkOf']>): OperatorFunction<PromptRecord, SamplesGroup | Rejected> {
+  return (prompts$) => {
+    // chunk → its answers and the members not yet asked for (an entry goes when all were asked)
+    const open = new Map<readonly PromptRecord[], { answers: Promise<Array<SamplesGroup | Rejected>>; waiting: Set<string> }>();
+    return prompts$.pipe(
+      concatMap(async (prompt) => {
+        const chunk = chunkOf(prompt.promptId) ?? [prompt];
+        let entry = open.get(chunk);
+        if (!entry) {
+          entry = { answers: sampleBatch([...chunk], options), waiting: new Set(chunk.map((p) => p.promptId)) };
+          open.set(chunk, entry);
+        }
+        entry.waiting.delete(prompt.promptId);
+        if (entry.waiting.size === 0) open.delete(chunk);
+        const answers = await entry.answers;
+        return answers[chunk.findIndex((p) => p.promptId === prompt.promptId)];
+      }),
+    );
+  };
 }
 
 /** One engine call for a batch of prompts: a samples group per prompt, or a Rejected naming why. */

@@ -16,6 +16,7 @@ import type {
   TopicInfo,
   TopicRecords,
 } from './bus.ts';
+import { openBusDatabase } from './embedded-file.ts';
 import { OffsetTracker } from './offset-tracker.ts';
 import { partitionForKey } from './partitioner.ts';
 
@@ -53,6 +54,8 @@ export interface EmbeddedBusOptions {
   fetchRecords?: number;
   /** How long close() waits for in-flight records to be committed. Default 30 s. */
   drainTimeoutMs?: number;
+  /** Refuse to create the file (read-only commands). */
+  mustExist?: boolean;
 }
 
 /** Members alive in this process, across every EmbeddedBus instance (several may share one file). */
@@ -101,11 +104,12 @@ export class EmbeddedBus implements Bus {
       maxPollIntervalMs: options.maxPollIntervalMs ?? 50,
       fetchRecords: options.fetchRecords ?? 256,
       drainTimeoutMs: options.drainTimeoutMs ?? 30_000,
+      mustExist: options.mustExist ?? false,
     };
     const file = resolve(path);
-    mkdirSync(dirname(file), { recursive: true });
+    if (!this.options.mustExist) mkdirSync(dirname(file), { recursive: true });
     this.url = `embedded:${file}`;
-    this.db = new Database(file);
+    this.db = openBusDatabase(file, { mustExist: options.mustExist });
     this.db.pragma('journal_mode = WAL');
     this.db.pragma(`synchronous = ${this.options.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
     this.db.pragma('busy_timeout = 10000');

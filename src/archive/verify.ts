@@ -20,6 +20,7 @@ import { trainRound } from '../service/train-round.ts';
 import type { Logger } from '../util/log.ts';
 import { checkpointDir, valuesOf, type RecordedRun, type Relocations } from './replay-recording.ts';
 import { firstDifference, reportValue } from './verify-diff.ts';
+import { withCheckpointFile } from './verify-files.ts';
 
 /**
  * `dice replay --verify`: re-derives every stage of every round from that stage's RECORDED inputs
@@ -92,7 +93,7 @@ export async function verifyRun(run: RecordedRun, options: VerifyOptions): Promi
   if (run.runtime.onnxruntime && run.runtime.onnxruntime !== ort.env.versions.common) {
     warnings.push(`recorded with onnxruntime ${run.runtime.onnxruntime}, verifying with ${ort.env.versions.common}: kernels may round differently`);
   }
-  for (const [topic, n] of Object.entries(run.undecodable)) warnings.push(`${n} ${topic} record(s) fail their contract and are left out (the run dead-lettered them too)`);
+  for (const [topic, n] of Object.entries(run.undecodable)) warnings.push(`${n} ${topic} record(s) fail their contract and are left out (dead-lettered by the run, or altered since it)`);
   for (const w of warnings) log.warn(w);
 
   const verdicts: StageVerdict[] = [];
@@ -245,7 +246,8 @@ async function verifyCheckpoint({ run, dirOf, workDir }: StageContext, round: nu
     const { trainSeconds: _s, ...metrics } = c.metrics;
     return { version: c.version, parentVersion: c.parentVersion, referenceVersion: c.referenceVersion, round: c.round, sha256: c.sha256, metrics };
   };
-  return compareKeyed('checkpoints', checkpointsTopic, recorded, rederived, comparable);
+  const comparison = compareKeyed('checkpoints', checkpointsTopic, recorded, rederived, comparable);
+  return recordedCheckpoint ? withCheckpointFile(comparison, recordedCheckpoint, () => dirOf(versions.produces)) : comparison;
 }
 
 function keyed<T>(values: T[], keyOf: (v: T) => string): Map<string, T> {

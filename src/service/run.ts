@@ -13,7 +13,7 @@ import { samplesTopic, type SamplesGroup } from '../../topics/samples.ts';
 import { scoredTopic, type ScoredGroup } from '../../topics/scored.ts';
 import { alphaPairs, type AlphaWindow } from '../../operators/alpha.ts';
 import { replay } from '../../operators/replay.ts';
-import { sample } from '../../operators/sample.ts';
+import { promptChunks, sample } from '../../operators/sample.ts';
 import { score } from '../../operators/score.ts';
 import { versionLabel } from '../../operators/train.ts';
 import type { RunConfig } from '../config/schema.ts';
@@ -203,9 +203,9 @@ async function runRound(inputs: RoundInputs): Promise<RoundSummary> {
               k: config.sampling.k,
               params: generateParams(config),
               chat: useChat,
-              // One prompt (its K samples) per engine call: batch composition changes float rounding,
-              // so results repeat bit for bit only if it does not depend on arrival timing or restarts.
-              promptsPerCall: 1,
+              // Batch composition changes float rounding: fixed chunks of the round's prompt list make
+              // it independent of arrival timing and restarts, so results repeat bit for bit.
+              chunkOf: promptChunks(inputs.roundPrompts, config.sampling.promptsPerCall),
             }),
           outputs: (g) => [{ topic: T('samples'), records: [{ key: g.promptId, value: samplesTopic.encode(g) }] }],
           untilEnd: true,

@@ -1,6 +1,8 @@
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
+import type { LoraConfig } from '../../config/schema.ts';
 import { floatArg, intArg } from './generate.ts';
+import { loraFlag } from '../lora-flag.ts';
 
 /**
  * `dice train`: DPO-family (or SFT) training of a model directory on a record file; writes an HF
@@ -29,6 +31,7 @@ interface TrainCliOptions {
   chat?: boolean;
   version: string;
   json?: boolean;
+  lora?: LoraConfig;
 }
 
 const LOSSES = ['dpo', 'ipo', 'hinge', 'kto', 'sft', 'rdpo'];
@@ -62,7 +65,12 @@ export function register(program: Command): void {
     .option('--no-chat', 'use prompt text as is')
     .option('--version <v>', 'version recorded in the checkpoint manifest', 'v1')
     .option('--json', 'print one JSON line of metrics per step')
+    .option('--lora <spec>', 'train a LoRA adapter (PEFT format) on frozen weights, e.g. r=16,alpha=32,targets=q,k,v,o,gate,up,down; its reference is the base (adapter off) unless --ref/--ref-logps', loraFlag)
     .action(async (opts: TrainCliOptions) => {
+      const { samePath } = await import('../../util/same-path.ts');
+      for (const [flag, dir] of [['--model', opts.model], ['--ref', opts.ref]] as const) {
+        if (dir !== undefined && samePath(dir, opts.out)) throw new Error(`--out ${opts.out} is the ${flag} directory: training would overwrite its input; choose another --out`);
+      }
       const { runTrainCommand } = await import('../../engine/trainer-cli.ts');
       await runTrainCommand(opts);
     });
