@@ -26,6 +26,7 @@ import { createSession } from '../src/onnx/session.ts';
 import { TrainerCore } from '../src/engine/trainer-core.ts';
 import type { PreferencePair } from '../src/engine/trainer-batch.ts';
 import { Rng } from '../src/util/random.ts';
+import { parseLoraFlag } from '../src/cli/lora-flag.ts';
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -37,6 +38,8 @@ const shapes = arg('shapes', quick ? 'tiny' : 'tiny,smollm2-135m').split(',');
 const cases = arg('cases', quick ? '4x32' : '32x32,8x256').split(',');
 const steps = Number(arg('steps', quick ? '1' : '2'));
 const microBatch = arg('micro-batch', '0') === '0' ? undefined : Number(arg('micro-batch', '0'));
+/** --lora SPEC: LoRA against full fine-tuning and against PyTorch + peft (bench/train-lora.ts). */
+const loraSpec = arg('lora', '');
 
 interface Result {
   shape: string;
@@ -112,7 +115,8 @@ async function child(shape: string, kase: string): Promise<void> {
   const batch = makeBatch(model.config, pairs, length);
   const batchFile = join('.dice', 'bench', `train-batch-${shape}-${kase}.json`);
   writeFileSync(batchFile, JSON.stringify(batch));
-  const trainer = new TrainerCore(model.config, model.weights, { loss: 'dpo', beta: 0.1, lr: 1e-5, warmupSteps: 0, threads, maxPositions: length, microBatch });
+  const lora = loraSpec ? { config: parseLoraFlag(loraSpec) } : undefined; // LoRA hook (bench/train-lora.ts)
+  const trainer = new TrainerCore(model.config, model.weights, { loss: 'dpo', beta: 0.1, lr: 1e-5, warmupSteps: 0, threads, maxPositions: length, microBatch, lora });
   model.weights.clear();
   const ppairs: PreferencePair[] = batch.promptTokenIds.map((p, i) => ({
     promptTokenIds: p,
@@ -159,6 +163,7 @@ function python(): string | null {
 
 async function main(): Promise<void> {
   if (process.argv[2] === '--child') return child(process.argv[3], process.argv[4]);
+  if (loraSpec) return (await import('./train-lora.ts')).loraBench({ shapes, cases, threads, steps, microBatch, lora: loraSpec, torch: !process.argv.includes('--no-torch') });
   mkdirSync(join('.dice', 'bench'), { recursive: true });
   const py = process.argv.includes('--no-torch') ? null : python();
   console.log(`bench:train  threads=${threads}  steps=${steps} (+1 warm-up)  onnxruntime ${ort.env.versions.common}  ${py ? `peer: ${py}` : 'no PyTorch peer'}`);

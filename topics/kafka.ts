@@ -15,6 +15,7 @@ import type {
 } from './bus.ts';
 import { GroupConsumer, type ConsumerHost } from './kafka-consumer.ts';
 import { sleep, withRetry } from './kafka-retry.ts';
+import { runTransaction, waitVisible, type OffsetCommit, type PartitionEnd } from './kafka-transaction.ts';
 import { kafkaLogCreator, kafkaLogLevel } from './kafka-log.ts';
 import { displayUrl, parseKafkaUrl, type KafkaBusOptions } from './kafka-options.ts';
 import { partitionForKey } from './partitioner.ts';
@@ -322,13 +323,8 @@ export class KafkaBus implements Bus {
     await this.waitVisible(groupId, commits, lastOffsets);
   }
 
-  /** One transaction: `topicMessages` written and `commits` committed for `groupId`, or neither. */
-  private async runTransaction(
-    groupId: string,
-    topicMessages: TopicMessages[],
-    commits: Array<{ topic: string; partition: number; offset: number }>,
-    what: string,
-  ): Promise<Array<{ topic: string; partition: number; end: number }>> {
+  /** One transaction on the bus's transactional producer (made on first use). */
+  private async runTransaction(groupId: string, topicMessages: TopicMessages[], commits: OffsetCommit[], what: string): Promise<PartitionEnd[]> {
     if (!this.txProducer) {
       this.txProducer = this.kafka.producer({
         transactionalId: this.options.transactionalId ?? `${this.options.clientId}-${randomUUID()}`,
@@ -339,59 +335,17 @@ export class KafkaBus implements Bus {
       });
       await this.txProducer.connect();
     }
-    const tx = await this.txProducer.transaction();
-    const lastOffsets: Array<{ topic: string; partition: number; end: number }> = [];
-    try {
-      if (topicMessages.length > 0) {
-        const meta = await tx.sendBatch({ topicMessages, acks: -1 });
-        for (const m of meta) {
-          const count = topicMessages.find((t) => t.topic === m.topicName)!.messages.filter((x) => x.partition === m.partition).length;
-          lastOffsets.push({ topic: m.topicName, partition: m.partition, end: Number(m.baseOffset) + count });
-        }
-      }
-      if (commits.length > 0) {
-        const offsetsByTopic = new Map<string, Array<{ partition: number; offset: string }>>();
-        for (const c of commits) {
-          let list = offsetsByTopic.get(c.topic);
-          if (!list) offsetsByTopic.set(c.topic, (list = []));
-          list.push({ partition: c.partition, offset: String(c.offset) });
-        }
-        await tx.sendOffsets({
-          consumerGroupId: groupId,
-          topics: [...offsetsByTopic].map(([topic, partitions]) => ({ topic, partitions })),
-        });
-      }
-      await tx.commit();
-    } catch (err) {
-      await tx.abort().catch(() => {});
-      throw new Error(`${what} (group ${groupId}): the transaction failed and was aborted, nothing is visible: ${(err as Error).message}`);
-    }
-    return lastOffsets;
+    return runTransaction(this.txProducer, groupId, topicMessages, commits, what);
   }
 
-  private async waitVisible(
-    groupId: string,
-    commits: Array<{ topic: string; partition: number; offset: number }>,
-    ends: Array<{ topic: string; partition: number; end: number }>,
-    exact = false,
-  ): Promise<void> {
-    const deadline = Date.now() + 10_000;
-    for (let delay = 2; ; delay = Math.min(delay * 2, 100)) {
-      let visible = true;
-      for (const topic of new Set(commits.map((c) => c.topic))) {
-        const now = await this.committed(groupId, topic);
-        if (commits.some((c) => c.topic === topic && (exact ? now[c.partition] !== c.offset : now[c.partition] < c.offset))) visible = false;
-      }
-      for (const topic of new Set(ends.map((e) => e.topic))) {
-        const offsets = await withRetry(() => this.admin.fetchTopicOffsets(topic));
-        for (const e of ends) {
-          if (e.topic === topic && Number(offsets.find((o) => o.partition === e.partition)?.offset ?? -1) < e.end) visible = false;
-        }
-      }
-      if (visible) return;
-      if (Date.now() > deadline) throw new Error(`produceAndCommit (group ${groupId}): committed, but not visible after 10 s`);
-      await sleep(delay);
-    }
+  private waitVisible(groupId: string, commits: OffsetCommit[], ends: PartitionEnd[], exact = false): Promise<void> {
+    return waitVisible(
+      { committed: (topic) => this.committed(groupId, topic), endOffsets: (topic) => withRetry(() => this.admin.fetchTopicOffsets(topic)) },
+      groupId,
+      commits,
+      ends,
+      exact,
+    );
   }
 
   private localPartition(groupId: string, topic: string, partition: number) {

@@ -14,6 +14,8 @@ import { roundInputs, type RecordStage, type RoundContext, type RoundStage, type
 import type { Logger } from '../util/log.ts';
 import { checkpointDir, valuesOf, type Recorded, type RecordedRun, type Relocations } from './replay-recording.ts';
 import { firstDifference, reportValue } from './verify-diff.ts';
+import { withCheckpointFile } from './verify-files.ts';
+import { VERIFY_STAGES, type StageDifference, type StageVerdict, type VerifyReport, type VerifyStage } from './verify-report.ts';
 
 /**
  * `dice replay --verify`: re-derives every stage of every round from that stage's RECORDED inputs
@@ -32,39 +34,7 @@ import { firstDifference, reportValue } from './verify-diff.ts';
  * now starts from the altered pairs), while checkpoints (trained from the recorded batches) stay identical.
  */
 
-export const VERIFY_STAGES = ['samples', 'scored', 'pairs', 'batches', 'checkpoints', 'health'] as const;
-export type VerifyStage = (typeof VERIFY_STAGES)[number];
-
-export interface StageDifference {
-  /** The record's key on its topic (promptId; round/step for batches; version for checkpoints). */
-  key: string;
-  /** Field path within the record ('' when the record is missing on one side). */
-  path: string;
-  recorded: unknown;
-  rederived: unknown;
-}
-
-export interface StageVerdict {
-  round: number;
-  stage: VerifyStage;
-  /** The topic whose records were compared (base name). */
-  topic: string;
-  /** Records compared: the union of recorded and re-derived keys. */
-  records: number;
-  differing: number;
-  identical: boolean;
-  /** The first differing record (in key order) and its first differing field. */
-  first: StageDifference | null;
-  seconds: number;
-}
-
-export interface VerifyReport {
-  source: string;
-  identical: boolean;
-  stages: StageVerdict[];
-  runtime: { recorded: { onnxruntime: string | null; threads: number | null; node: string | null }; current: { onnxruntime: string; node: string } };
-  warnings: string[];
-}
+export { VERIFY_STAGES, type StageDifference, type StageVerdict, type VerifyReport, type VerifyStage } from './verify-report.ts';
 
 export interface VerifyOptions {
   /** Rounds to verify (default: every recorded round). */
@@ -91,7 +61,7 @@ export async function verifyRun(run: RecordedRun, options: VerifyOptions): Promi
   if (run.runtime.onnxruntime && run.runtime.onnxruntime !== ort.env.versions.common) {
     warnings.push(`recorded with onnxruntime ${run.runtime.onnxruntime}, verifying with ${ort.env.versions.common}: kernels may round differently`);
   }
-  for (const [topic, n] of Object.entries(run.undecodable)) warnings.push(`${n} ${topic} record(s) fail their contract and are left out (the run dead-lettered them too)`);
+  for (const [topic, n] of Object.entries(run.undecodable)) warnings.push(`${n} ${topic} record(s) fail their contract and are left out (dead-lettered by the run, or altered since it)`);
   for (const w of warnings) log.warn(w);
 
   const verdicts: StageVerdict[] = [];
@@ -195,7 +165,11 @@ class VerifyExecutor implements RoundExecutor {
     // nothing recorded on either side: nothing to re-derive (e.g. a round the run never reached)
     const result = inputs.length > 0 || recorded.size > 0 ? await stage.derive(inputs, deps, ctx) : null;
     const rederived = keyed(result === null ? [] : stage.outputs(result), stage.output.key);
-    this.comparisons.set(topic, { ...compareKeyed(topic, stage.output.contract, recorded, rederived, topic === 'checkpoints' ? comparableCheckpoint : undefined), seconds: (performance.now() - t0) / 1000 });
+    let comparison = compareKeyed(topic, stage.output.contract, recorded, rederived, topic === 'checkpoints' ? comparableCheckpoint : undefined);
+    // the recorded final checkpoint's weights must still be the recorded ones
+    const recordedCheckpoint = topic === 'checkpoints' ? this.run.checkpoints.get(ctx.versions.produces) : undefined;
+    if (recordedCheckpoint) comparison = withCheckpointFile(comparison, recordedCheckpoint, () => ctx.dirOf(ctx.versions.produces));
+    this.comparisons.set(topic, { ...comparison, seconds: (performance.now() - t0) / 1000 });
     return result;
   }
 }

@@ -7,6 +7,8 @@ import { emitResponsePositions } from '../losses/response-positions.ts';
 import { emitSequenceLogps } from '../losses/sequence-logps.ts';
 import { emitSftLoss } from '../losses/sft.ts';
 import { emitAdamW, type AdamWConfig } from '../optim/adamw.ts';
+import { loraParameterShapes, type LoraConfig } from '../model/lora.ts';
+import { loraLinearAdapter } from '../model/lora-graph.ts';
 
 /**
  * The training graphs. Parameters (HF names) and optimizer state are graph inputs; nothing is an
@@ -40,6 +42,17 @@ export interface TrainGraphSpec {
    * 'matmul' is MatMul(x, Transpose(W)).
    */
   linear?: 'gemm' | 'matmul';
+  /**
+   * Train a LoRA adapter instead of the weights: the model's weights are still graph inputs but
+   * frozen (no gradient, no optimizer state); the trained parameters, grad.*, m.*, v.* and new.*
+   * are the adapter's tensors (PEFT names, see model/lora.ts).
+   */
+  lora?: LoraConfig;
+}
+
+/** The parameters a spec trains, with their shapes: every weight, or the LoRA adapter's tensors. */
+export function trainedShapes(spec: Pick<TrainGraphSpec, 'config' | 'lora'>): Map<string, number[]> {
+  return spec.lora ? loraParameterShapes(spec.config, spec.lora) : llamaParameterShapes(spec.config);
 }
 
 export const gradName = (p: string) => `grad.${p}`;
@@ -55,7 +68,7 @@ export const METRIC_OUTPUTS = ['loss', 'units', 'correct_sum', 'margin_sum', 'ch
 
 function emitLossAndGrads(g: GraphBuilder, spec: TrainGraphSpec): Map<string, string> {
   const { config, dtype } = spec;
-  const shapes = llamaParameterShapes(config);
+  const shapes = trainedShapes(spec);
   const params = new Map<string, string>();
   const inputIds = g.input('input_ids', 'int64', ['rows', 'seq']);
   const attentionMask = g.input('attention_mask', 'int64', ['rows', 'seq']);
@@ -63,18 +76,22 @@ function emitLossAndGrads(g: GraphBuilder, spec: TrainGraphSpec): Map<string, st
   const lossWeight = g.input('loss_weight', dtype, []);
   // the lm_head and log-softmax run on response positions only: prompt positions carry no loss
   const at = emitResponsePositions(g, responseMask);
+  const trainable = (name: string, shape: number[]) => {
+    const v = g.input(name, dtype, shape);
+    params.set(name, v);
+    return v;
+  };
+  const linear = spec.linear ?? 'gemm';
   const { logProbs } = emitLlamaForward(g, config, {
     dtype,
     inputIds,
     attentionMask,
     predictAt: at.index,
     maxPositions: spec.maxPositions,
-    linear: spec.linear ?? 'gemm',
-    weight: (name, shape) => {
-      const v = g.input(name, dtype, shape);
-      params.set(name, v);
-      return v;
-    },
+    linear,
+    // with LoRA the weights are frozen inputs (outside `params`, so the autodiff never reaches them)
+    weight: spec.lora ? (name, shape) => g.input(name, dtype, shape) : trainable,
+    adapter: spec.lora ? loraLinearAdapter(g, config, spec.lora, { linear, dtype }, trainable) : undefined,
   });
   for (const name of shapes.keys()) if (!params.has(name)) params.set(name, g.input(name, dtype, shapes.get(name)!));
   const seqLogps = emitSequenceLogps(g, logProbs, at);
@@ -128,7 +145,7 @@ function emitLossAndGrads(g: GraphBuilder, spec: TrainGraphSpec): Map<string, st
 export function buildGradsGraph(spec: TrainGraphSpec, opts: { accumulate?: boolean } = {}): GraphBuilder {
   const g = new GraphBuilder('train_grads');
   const grads = emitLossAndGrads(g, spec);
-  const shapes = llamaParameterShapes(spec.config);
+  const shapes = trainedShapes(spec);
   const outs: NamedOutput[] = [];
   for (const [name, grad] of grads) {
     const shape = shapes.get(name)!;
@@ -172,7 +189,7 @@ function outputNamed(g: GraphBuilder, outs: NamedOutput[]): void {
 }
 
 function emitUpdate(g: GraphBuilder, spec: TrainGraphSpec, grads: Map<string, string>, params: Map<string, string>): void {
-  const shapes = llamaParameterShapes(spec.config);
+  const shapes = trainedShapes(spec);
   const lr = g.input('lr', spec.dtype, []);
   const step = g.input('step', spec.dtype, []);
   const names = [...shapes.keys()];
@@ -197,7 +214,7 @@ function emitUpdate(g: GraphBuilder, spec: TrainGraphSpec, grads: Map<string, st
 /** update graph: AdamW over accumulated gradients fed as inputs. */
 export function buildUpdateGraph(spec: TrainGraphSpec): GraphBuilder {
   const g = new GraphBuilder('train_update');
-  const shapes = llamaParameterShapes(spec.config);
+  const shapes = trainedShapes(spec);
   const params = new Map<string, string>();
   const grads = new Map<string, string>();
   for (const [name, shape] of shapes) {
@@ -212,7 +229,7 @@ export function buildUpdateGraph(spec: TrainGraphSpec): GraphBuilder {
 export function buildStepGraph(spec: TrainGraphSpec): GraphBuilder {
   const g = new GraphBuilder('train_step');
   const grads = emitLossAndGrads(g, spec);
-  const params = new Map([...llamaParameterShapes(spec.config).keys()].map((n) => [n, n]));
+  const params = new Map([...trainedShapes(spec).keys()].map((n) => [n, n]));
   emitUpdate(g, spec, grads, params);
   return g;
 }

@@ -36,7 +36,15 @@ export interface LlamaEmitOptions {
    * copy of every weight (inference graphs).
    */
   linear?: 'matmul' | 'gemm';
+  /**
+   * A hook on every Linear: given the weight's HF name, the layer input x ([N,in] with 'gemm',
+   * [B,S,in] with 'matmul') and its output y, returns the output to use (a LoRA adapter adds
+   * its low-rank term here; see lora-graph.ts). Absent: y.
+   */
+  adapter?: LinearAdapter;
 }
+
+export type LinearAdapter = (weight: string, x: string, y: string) => string;
 
 export interface TeacherForcedOptions extends LlamaEmitOptions {
   /** int64 [B,T] */
@@ -141,11 +149,13 @@ class Emitter {
       const g = this.g;
       const out = this.shapes.get(weight)![0];
       const flat = g.op1('Reshape', [x, g.int64([-1, this.shapes.get(weight)![1]])]);
-      const y = g.op1('Gemm', bias ? [flat, this.w(weight), this.w(bias)] : [flat, this.w(weight)], { transB: 1 });
+      const base = g.op1('Gemm', bias ? [flat, this.w(weight), this.w(bias)] : [flat, this.w(weight)], { transB: 1 });
+      const y = this.opts.adapter ? this.opts.adapter(weight, flat, base) : base;
       return g.op1('Reshape', [y, g.op1('Concat', [this.batchSeqShape(x), g.int64([out])], { axis: 0 })]);
     }
     const wt = this.g.op1('Transpose', [this.w(weight)], { perm: [1, 0] });
-    const y = this.g.op1('MatMul', [x, wt]);
+    const base = this.g.op1('MatMul', [x, wt]);
+    const y = this.opts.adapter ? this.opts.adapter(weight, x, base) : base;
     return bias ? this.g.op1('Add', [y, this.w(bias)]) : y;
   }
 
@@ -362,6 +372,8 @@ export interface BuildOptions {
   maxPositions?: number;
   /** Default 'gemm' (these builders make inference graphs). */
   linear?: 'matmul' | 'gemm';
+  /** A Linear hook made for the graph being built (e.g. a LoRA adapter's terms; see lora-graph.ts). */
+  adapter?: (g: GraphBuilder) => LinearAdapter;
 }
 
 /**
@@ -375,7 +387,7 @@ export function buildTeacherForcedGraph(cfg: LlamaConfig, weights: Weights, opts
   const inputIds = g.input('input_ids', 'int64', ['batch', 'seq']);
   const attentionMask = g.input('attention_mask', 'int64', ['batch', 'seq']);
   const predictAt = opts.predictAt ? g.input('predict_at', 'int64', ['rows']) : undefined;
-  const out = emitLlamaForward(g, cfg, { dtype, weight: initializerWeights(g, weights, dtype), inputIds, attentionMask, logits: opts.logits, predictAt, maxPositions: opts.maxPositions, linear: opts.linear ?? 'gemm' });
+  const out = emitLlamaForward(g, cfg, { dtype, weight: initializerWeights(g, weights, dtype), inputIds, attentionMask, logits: opts.logits, predictAt, maxPositions: opts.maxPositions, linear: opts.linear ?? 'gemm', adapter: opts.adapter?.(g) });
   g.output(out.logProbs, dtype, predictAt ? ['rows'] : ['batch', 'seq_minus_1'], 'log_probs');
   if (out.logits) g.output(out.logits, dtype, ['batch', 'seq', cfg.vocabSize], 'logits');
   return g;
@@ -407,7 +419,7 @@ export function buildDecodeStepGraph(cfg: LlamaConfig, weights: Weights, opts: B
   for (let i = 0; i < cfg.numLayers; i++) {
     past.push({ key: g.input(pastKeyName(i), dtype, kvShape), value: g.input(pastValueName(i), dtype, kvShape) });
   }
-  const out = emitLlamaDecodeStep(g, cfg, { dtype, weight: initializerWeights(g, weights, dtype), inputIds, positionIds, attentionMask, past, last: opts.last, maxPositions: opts.maxPositions, linear: opts.linear ?? 'gemm', cache: opts.cache });
+  const out = emitLlamaDecodeStep(g, cfg, { dtype, weight: initializerWeights(g, weights, dtype), inputIds, positionIds, attentionMask, past, last: opts.last, maxPositions: opts.maxPositions, linear: opts.linear ?? 'gemm', cache: opts.cache, adapter: opts.adapter?.(g) });
   g.output(out.last, dtype, ['batch', cfg.vocabSize], opts.last === 'logProbs' ? 'log_probs' : 'logits');
   const append = opts.cache === 'append';
   const presentShape = ['batch', cfg.numKvHeads, append ? 'new' : 'total', cfg.headDim];

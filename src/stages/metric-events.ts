@@ -59,7 +59,7 @@ export interface PipelineEvents {
   'replay/mix': { size: number; offline: number; generated: number; offlineExcluded: number; gamma: number };
   'train/step': {
     step: number;
-    /** Steps of the run so far (round-major): the x axis that does not restart each round. */
+    /** Steps of the run so far, this one included (1, 2, …, across rounds): the x axis that does not restart each round. */
     globalStep: number;
     loss: number;
     rewardAccuracy: number;

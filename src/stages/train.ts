@@ -42,7 +42,7 @@ export const trainStage: RoundStage<TrainingBatch, Checkpoint, TrainDeps, Checkp
         ctx.emit?.(
           stageEvent('train/step', {
             step,
-            globalStep: (versions.round - 1) * config.train.steps + step,
+            globalStep: (versions.round - 1) * config.train.steps + step + 1,
             loss: m.loss,
             rewardAccuracy: m.rewardAccuracy,
             chosenReward: m.chosenReward,

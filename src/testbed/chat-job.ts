@@ -370,8 +370,15 @@ export interface ChatJobOptions {
   threads?: number;
 }
 
-/** Seconds the job should take on this machine, from the settings and measured rates (printed before it starts). */
-export function projectedSeconds(settings: ChatJobSettings, rates: { tokensPerSecond: number; stepSeconds: number; meanTokens: number }): { total: number; sampling: number; training: number } {
+/**
+ * Seconds the job should take, from the settings and measured rates (printed before it starts):
+ * batched sampling (D_offline, references, evaluation: 16–32 prompts per call), DICE's sampling (one
+ * prompt's K samples per call, for bit-reproducibility — a much smaller batch) and DPO steps.
+ */
+export function projectedSeconds(
+  settings: ChatJobSettings,
+  rates: { tokensPerSecond: number; diceTokensPerSecond: number; stepSeconds: number; meanTokens: number },
+): { total: number; sampling: number; diceSampling: number; training: number } {
   const r = settings.run as Record<string, number>;
   const rounds = r.rounds ?? 2;
   const k = r['sampling.k'] ?? 4;
@@ -379,12 +386,13 @@ export function projectedSeconds(settings: ChatJobSettings, rates: { tokensPerSe
   const diceRuns = settings.alphaZero ? 2 : 1;
   const evalPrompts = settings.splits.validation + settings.splits.test;
   const models = 1 + rounds * (2 + (settings.alphaZero ? 1 : 0));
-  const sampleTokens =
-    rates.meanTokens * (2 * settings.bootstrap.prompts + evalPrompts + diceRuns * dicePrompts * k + models * evalPrompts * settings.eval.samplesPerPrompt);
+  const batchedTokens = rates.meanTokens * (2 * settings.bootstrap.prompts + evalPrompts + models * evalPrompts * settings.eval.samplesPerPrompt);
+  const diceTokens = rates.meanTokens * diceRuns * dicePrompts * k;
   const steps = settings.bootstrap.dpo.steps + rounds * (r['train.steps'] ?? 4) * (1 + diceRuns);
-  const sampling = sampleTokens / rates.tokensPerSecond;
+  const sampling = batchedTokens / rates.tokensPerSecond;
+  const diceSampling = diceTokens / rates.diceTokensPerSecond;
   const training = steps * rates.stepSeconds;
-  return { total: sampling + training, sampling, training };
+  return { total: sampling + diceSampling + training, sampling, diceSampling, training };
 }
 
 export async function runChatJob(options: ChatJobOptions): Promise<ChatJobResult> {

@@ -9,6 +9,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { meanOverSeeds } from './chat-summary.ts';
 import { histogramSvg, lineChartSvg, type Series } from './figures.ts';
 import type { Check, MainJobResult, TableRow, VariantRun } from './main-job.ts';
 
@@ -227,6 +228,27 @@ export function formatSeedSummary(results: readonly MainJobResult[]): string {
     };
     return [String(r.settings.bootstrap.seed), fmt(base?.lcWinRate), fmt(off?.lcWinRate), fmt(dice?.lcWinRate), versus(base), versus(off), `${r.checks.filter((c) => c.pass).length}/${r.checks.length}`];
   });
+  if (results.length > 1) {
+    // the headline: mean ± s.e. over seeds (not the best seed)
+    const lc = (r: MainJobResult, variant: string, it: number) => r.table.find((x) => x.variant === variant && x.iteration === it)?.lcWinRate;
+    const over = (f: (r: MainJobResult) => number | undefined, signed = false) => {
+      const v = results.map(f);
+      if (v.some((x) => x === undefined)) return '—';
+      const m = meanOverSeeds(v as number[]);
+      return `${fmt(m.mean, signed)} ± ${m.stdErr.toFixed(1)}`;
+    };
+    const lcBase = (r: MainJobResult) => lc(r, 'base', 0);
+    const lcOff = (r: MainJobResult) => lc(r, 'offline-dpo', 2);
+    const lcDice = (r: MainJobResult) => lc(r, 'dice', 2);
+    const minus = (a: typeof lcBase, b: typeof lcBase) => (r: MainJobResult) => {
+      const x = a(r);
+      const y = b(r);
+      return x === undefined || y === undefined ? undefined : x - y;
+    };
+    const passed = results.reduce((n, r) => n + r.checks.filter((c) => c.pass).length, 0);
+    const total = results.reduce((n, r) => n + r.checks.length, 0);
+    body.push(['mean ± s.e.', over(lcBase), over(lcOff), over(lcDice), over(minus(lcDice, lcBase), true), over(minus(lcDice, lcOff), true), `${passed}/${total}`]);
+  }
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padStart(widths[i])).join('  ');
   return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n');

@@ -68,13 +68,27 @@ export function register(program: Command): void {
     });
 
   model
+    .command('merge')
+    .description('fold a LoRA adapter (PEFT format: ours or peft\'s save_pretrained) into its base: writes a full model directory')
+    .argument('<adapter>', 'adapter directory (adapter_config.json + adapter_model.safetensors)')
+    .requiredOption('--out <dir>', 'output model directory (created; files in it are overwritten)')
+    .option('--base <dir>', 'base model directory (default: the adapter\'s base_model_name_or_path, relative to the adapter)')
+    .option('--dtype <dtype>', `weight dtype: ${DTYPES.join(', ')}`, parseDtype, 'float32')
+    .action(async (adapterDir: string, opts: { out: string; base?: string; dtype: (typeof DTYPES)[number] }) => {
+      const { mergeCommand } = await import('../../model/policy.ts');
+      const started = performance.now();
+      const r = mergeCommand(adapterDir, opts);
+      console.log(`wrote ${opts.out}: ${r.adapters} adapter(s) folded into ${r.root} (r=${r.lora.r}, alpha=${r.lora.alpha}, targets ${r.lora.targets.join(',')}), ${opts.dtype}, sha256 ${r.sha256.slice(0, 12)}…, ${((performance.now() - started) / 1000).toFixed(1)}s`);
+    });
+
+  model
     .command('info')
-    .description('load and validate a model directory and print its config')
+    .description('load and validate a model directory (or a LoRA adapter on one) and print its config')
     .requiredOption('--model <dir>', 'model directory')
     .option('--json', 'print JSON')
     .action(async (opts: { model: string; json?: boolean }) => {
-      const { loadModelDir } = await import('../../model/checkpoint.ts');
-      const m = loadModelDir(opts.model);
+      const { loadPolicy } = await import('../../model/policy.ts');
+      const m = loadPolicy(opts.model); // a LoRA adapter directory: its base with the adapter folded in
       let params = 0;
       const dtypes = new Set<string>();
       for (const t of m.weights.values()) {

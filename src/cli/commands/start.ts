@@ -91,10 +91,11 @@ async function runChat(opts: StartOptions): Promise<void> {
   if (seed !== undefined && opts.seeds !== undefined) throw new Error('--seed and --seeds: give one or the other');
   const seeds = opts.seeds !== undefined ? parseSeedList(opts.seeds) : [seed ?? settings.bootstrap.seed];
   const log = createLogger({ cmd: 'start', model: modelDir });
-  // measured on SmolLM2-135M, 2 threads, quiet 2-core machine (README: the real-model job)
-  const p = projectedSeconds(settings, { tokensPerSecond: 90, stepSeconds: 40, meanTokens: 80 });
+  // rates for SmolLM2-135M, 2 threads, a quiet 2-core machine (README: the real-model job)
+  const p = projectedSeconds(settings, { tokensPerSecond: 60, diceTokensPerSecond: 25, stepSeconds: 40, meanTokens: 80 });
+  const min = (x: number) => Math.round(x / 60);
   console.error(
-    `projected time per seed on 2 quiet cores with a 135M model: ~${Math.round(p.total / 60)} min (sampling ~${Math.round(p.sampling / 60)} min, DPO steps ~${Math.round(p.training / 60)} min); ` +
+    `projected time per seed on 2 quiet cores with a 135M model: ~${min(p.total)} min (DICE sampling ~${min(p.diceSampling)} min, other sampling ~${min(p.sampling)} min, DPO steps ~${min(p.training)} min); ` +
       `a loaded machine is slower (about 1/CPU-share). Resumable: rerun the same command after an interruption.`,
   );
   if (opts.grid !== undefined) {

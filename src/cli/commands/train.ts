@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
 import { floatArg, intArg } from './generate.ts';
+import { loraFlag } from '../lora-flag.ts';
 import type { TrainCliOptions } from '../train-command.ts';
 
 /**
@@ -40,6 +41,7 @@ export function register(program: Command): void {
     .option('--no-chat', 'use prompt text as is')
     .option('--version <v>', 'version recorded in the checkpoint manifest', 'v1')
     .option('--json', 'print one JSON line of metrics per step')
+    .option('--lora <spec>', 'train a LoRA adapter (PEFT format) on frozen weights, e.g. r=16,alpha=32,targets=q,k,v,o,gate,up,down; its reference is the base (adapter off) unless --ref/--ref-logps', loraFlag)
     .action(async (opts: TrainCliOptions) => {
       const { samePath } = await import('../../util/same-path.ts');
       for (const [flag, dir] of [['--model', opts.model], ['--ref', opts.ref]] as const) {

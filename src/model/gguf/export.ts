@@ -6,9 +6,9 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { MANIFEST_FILE, sha256File, verifyCheckpoint } from '../checkpoint.ts';
+import { MANIFEST_FILE, sha256File, verifyCheckpoint, weightsFileOf } from '../checkpoint.ts';
 import type { LlamaConfig } from '../llama-config.ts';
-import { loadModel } from '../load.ts';
+import { loadPolicy } from '../policy.ts';
 import { fromFloat32, SINGLE_FILE_NAME, toFloat32 } from '../safetensors.ts';
 import { numel } from '../tensor.ts';
 import { GGML_TYPE_BY_NAME, tensorByteSize } from './format.ts';
@@ -106,7 +106,7 @@ function lineageMetadata(dir: string): Map<string, TypedValue> {
     md.set('dice.checkpoint.created_at', str(m.createdAt));
     md.set('dice.checkpoint.sha256', str(m.sha256));
   } else {
-    md.set('dice.checkpoint.sha256', str(sha256File(join(dir, SINGLE_FILE_NAME))));
+    md.set('dice.checkpoint.sha256', str(sha256File(join(dir, weightsFileOf(dir)))));
   }
   return md;
 }
@@ -120,7 +120,7 @@ export interface ExportResult {
 
 export function exportGguf(dir: string, out: string, type: ExportType = 'f32'): ExportResult {
   if (!EXPORT_TYPES.includes(type)) throw new Error(`--type ${type}: must be one of ${EXPORT_TYPES.join(', ')}`);
-  const m = loadModel(dir);
+  const m = loadPolicy(dir); // a LoRA checkpoint exports as its merged policy
   const c = m.config;
   if (c.ropeScaling) throw new Error(`${join(dir, 'config.json')}: rope_scaling (llama3) cannot be exported to GGUF yet`);
   const arch = c.architecture;
