@@ -45,6 +45,21 @@ export function lastPromoted(round: number, rejected: ReadonlySet<number>): numb
   return v;
 }
 
+/** The round that trains from `policy`: the one after it, past the versions the gate rejected since. */
+export function roundFrom(policy: number, rejected: ReadonlySet<number>): number {
+  let round = policy + 1;
+  while (rejected.has(round)) round++;
+  return round;
+}
+
+/**
+ * Whether samplers and scorers may use a checkpoint: without a health stage every one; with it, the
+ * initial lineage (π_ref(0), v0) and versions the gate promoted (not yet decided, or rejected: no).
+ */
+export function isUsable(c: Pick<Checkpoint, 'version' | 'gate'>, gated: boolean): boolean {
+  return !gated || c.version <= 0 || c.gate?.promoted === true;
+}
+
 /**
  * The config of round t: each version rejected since the last promoted one scales the learning rate
  * by gate.onReject.lrScale, and any rejection sets γ to gate.onReject.gamma (when given).
