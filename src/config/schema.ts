@@ -207,6 +207,10 @@ export function parseRunConfig(input: unknown, source = 'config'): RunConfig {
   if (gate.mode === 'thresholds' && health.heldOutPairs === 0) {
     throw new ConfigError(`invalid ${source}:\n  gate.mode: thresholds, but the health stage has nothing to measure: set health.heldOutPairs (and health.probePrompts)`);
   }
+  const probeChecks = (['minRankingTau', 'maxLengthGrowth', 'maxKl'] as const).filter((k) => gate[k] !== undefined);
+  if (gate.mode === 'thresholds' && health.probePrompts === 0 && probeChecks.length > 0) {
+    throw new ConfigError(`invalid ${source}:\n  gate.${probeChecks[0]}: it is measured on probe prompts, but health.probePrompts is 0`);
+  }
   if (health.probePrompts > health.heldOutPairs) {
     throw new ConfigError(`invalid ${source}:\n  health.probePrompts: ${health.probePrompts} probe prompts need as many held-out pairs (health.heldOutPairs is ${health.heldOutPairs})`);
   }

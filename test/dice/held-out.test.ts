@@ -38,4 +38,5 @@ test('config: a gate with nothing to measure, or more probes than held-out pairs
   assert.throws(() => parseRunConfig({ gate: { mode: 'thresholds', minRoundAccuracy: 0.6 } }), (e: Error) => e instanceof ConfigError && /gate\.mode: thresholds/.test(e.message));
   assert.throws(() => parseRunConfig({ health: { heldOutPairs: 2, probePrompts: 3 } }), /health\.probePrompts: 3 probe prompts/);
   assert.throws(() => parseRunConfig({ gate: { onReject: { lrScale: 2 } } }), /gate\.onReject\.lrScale/);
+  assert.throws(() => parseRunConfig({ health: { heldOutPairs: 4 }, gate: { mode: 'thresholds', maxKl: 5 } }), /gate\.maxKl: it is measured on probe prompts, but health\.probePrompts is 0/);
 });
