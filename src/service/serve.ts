@@ -324,17 +324,19 @@ async function serveRound(ctx: RoleContext, round: number, consumed: Decoded<Sco
   const { bus, config, lineage, T, metrics } = ctx;
   const rlog = ctx.log.child({ round });
   rlog.info('round starts', { policy: versionLabel(lineage.current().version), groups: consumed.length });
+  const checkpointDir = join(resolve(ctx.outDir), `v${round}`);
   const executor = new ServiceRoundExecutor(consumed.map((d) => d.value), T, (e) => metrics.stageEvent(e, round), rlog);
   const { versions } = await diceRound(
     {
       round,
       config,
-      dirOf: (v) => lineage.get(v).location,
+      // v_t is on the topic only once the round commits; the health stage reads it where train wrote it
+      dirOf: (v) => (v === round ? checkpointDir : lineage.get(v).location),
       runId: ctx.namespace ?? 'dice',
       roundPrompts: consumed.map((d) => promptOf(d.value)),
       offline: await readWholeTopic(bus, T('offline'), offlineTopic),
       rejected: lineage.rejected(),
-      train: { checkpointDir: join(resolve(ctx.outDir), `v${round}`) },
+      train: { checkpointDir },
       emit: (e) => metrics.stageEvent(e, round),
     },
     executor,
