@@ -121,7 +121,7 @@ export class BatchExecutor implements RoundExecutor {
 }
 
 /** A stage's records on other topics than its output (RoundStage.also), encoded for the same unit of work. */
-export function alsoOutputs<R>(stage: RoundStage<unknown, unknown, never, R> | RoundStage<any, any, any, R>, result: R, T: (base: TopicBaseName) => string): TopicRecords[] { // eslint-disable-line @typescript-eslint/no-explicit-any
+export function alsoOutputs<R>(stage: { also?: RoundStage<unknown, unknown, unknown, R>['also'] }, result: R, T: (base: TopicBaseName) => string): TopicRecords[] {
   return (stage.also ?? []).map((a) => ({ topic: T(a.side.topic), records: a.values(result).map((v) => encoded(a.side, v)) }));
 }
 
