@@ -278,31 +278,46 @@ function scratch(slot: number, n: number): Float64Array {
  * weights could pick a neighbour, is redone with Math.exp.
  */
 export function sampleToken(logits: ArrayLike<number>, p: SamplingParams, rng: Rng): number {
-  if (p.temperature === 0) return argmax(logits);
+  return sampleWithLogProb(logits, p, rng).token;
+}
+
+/**
+ * sampleToken, and the token's untempered log-prob logits[token] − logSumExp(logits) (the same value,
+ * bit for bit), its exp terms summed in the pass that makes the draw's weights.
+ */
+export function sampleWithLogProb(logits: ArrayLike<number>, p: SamplingParams, rng: Rng): { token: number; logProb: number } {
+  if (p.temperature === 0) {
+    const token = argmax(logits);
+    return { token, logProb: logits[token] - logSumExp(logits) };
+  }
   const V = logits.length;
   const invT = 1 / p.temperature;
   const noCut = (p.topK === 0 || p.topK >= V) && p.topP >= 1;
   const z = scratch(0, V);
   const e = scratch(1, V);
-  let m = -Infinity;
-  if (noCut) {
-    // plain softmax draw over the whole vocabulary: weights exp((logit − max logit)/T)
-    for (let i = 0; i < V; i++) if (logits[i] > m) m = logits[i];
-    for (let i = 0; i < V; i++) z[i] = (logits[i] - m) * invT;
-    m = 0;
-  } else {
-    for (let i = 0; i < V; i++) {
-      const x = logits[i] * invT;
-      z[i] = x;
-      if (x > m) m = x;
-    }
+  let lmax = -Infinity;
+  for (let i = 0; i < V; i++) if (logits[i] > lmax) lmax = logits[i];
+  // z = logits / T (the cut and the weights exp(z − m)), or for the plain draw (logit − max logit)/T
+  const m = noCut ? 0 : lmax * invT; // = max z: rounding is monotone
+  if (noCut) for (let i = 0; i < V; i++) z[i] = (logits[i] - lmax) * invT;
+  else for (let i = 0; i < V; i++) z[i] = logits[i] * invT;
+  let sum = 0; // Σ exp(logit − max logit), as logSumExp adds it
+  for (let i = 0; i < V; i++) {
+    e[i] = expNonPositive(z[i] - m);
+    sum += expNonPositive(logits[i] - lmax);
   }
-  for (let i = 0; i < V; i++) e[i] = expNonPositive(z[i] - m);
+  const lse = Number.isFinite(lmax) ? lmax + Math.log(sum) : lmax;
   const threshold = noCut ? -Infinity : cutThreshold(z, e, m, p.topK, p.topP);
   const r = rng.next();
-  const fast = drawWithMargin(z, e, threshold, r);
-  if (fast >= 0) return fast;
-  // the reference draw, with Math.exp weights
+  let token = drawWithMargin(z, e, threshold, r);
+  if (token < 0) token = referenceDraw(z, m, threshold, r, noCut ? argmax(logits) : -1);
+  return { token, logProb: logits[token] - lse };
+}
+
+/** The reference draw, with Math.exp weights; `fallback` when rounding left u ≥ 0 after the last term (−1: the first kept token). */
+function referenceDraw(z: Float64Array, m: number, threshold: number, r: number, fallback: number): number {
+  const V = z.length;
+  const e = scratch(1, V);
   for (let i = 0; i < V; i++) e[i] = Math.exp(z[i] - m);
   let s = 0;
   let first = -1;
@@ -319,7 +334,7 @@ export function sampleToken(logits: ArrayLike<number>, p: SamplingParams, rng: R
       if (u < 0) return i;
     }
   }
-  return noCut ? argmax(logits) : first; // rounding left u ≥ 0 after the last term
+  return fallback >= 0 ? fallback : first;
 }
 
 /**

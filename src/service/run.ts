@@ -196,7 +196,7 @@ async function runRound(inputs: RoundInputs): Promise<RoundSummary> {
  * Completion markers of whole-round stages: the markers topic, and for runs recorded before it
  * existed, the 'stage-done' events those runs wrote on the metrics topic.
  */
-async function readStagesDone(bus: Bus, namespace: string): Promise<Array<{ stage: string; round: number | null }>> {
+export async function readStagesDone(bus: Bus, namespace: string): Promise<Array<{ stage: string; round: number | null }>> {
   const markers = (await readWholeTopic(bus, topicName(namespace, 'markers'), markersTopic)).filter((m) => m.kind === 'done');
   const legacy = (await readWholeTopic(bus, topicName(namespace, 'metrics'), metricsTopic)).filter((m) => m.type === LEGACY_STAGE_DONE);
   return [...markers, ...legacy];

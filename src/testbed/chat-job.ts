@@ -414,6 +414,13 @@ export async function runChatJob(options: ChatJobOptions): Promise<ChatJobResult
   const workDir = resolve(options.workDir, `${boot.settingsHash}-${hashOf({ run: settings.run, seed: settings.bootstrap.seed })}`);
   if (options.fresh) rmSync(workDir, { recursive: true, force: true });
   mkdirSync(workDir, { recursive: true });
+  // π_θ(0) against π_ref(0) first (its answers are kept for the final evaluation), so an interrupted
+  // job already shows what DPO on the length-biased D_offline did
+  const base: ModelToEvaluate = { model: 'Base (π_θ(0))', variant: 'base', iteration: 0, dir: boot.policyDir };
+  for (const split of ['validation', 'test'] as const) {
+    const row = (await evaluateSplit(split, [base], boot, settings, workDir, log)).table[0];
+    log.info(`π_θ(0) vs π_ref(0) on ${split}`, { lc: round1(row.lcWinRate), lcStdErr: round1(row.lcStdErr), wr: round1(row.winRate), length: round1(row.avgLength), ...Object.fromEntries(Object.entries(row.extra ?? {}).map(([k, v]) => [k, round1(v)])) });
+  }
   const bus = await openBus(`embedded:${join(workDir, 'bus.db')}`);
   const runs: VariantRun[] = [];
   let agreement: MainJobResult['agreement'] = null;
@@ -430,7 +437,7 @@ export async function runChatJob(options: ChatJobOptions): Promise<ChatJobResult
 
   announce('evaluation on the validation and test splits (judge vs π_ref(0)\'s greedy answers)');
   const t1 = performance.now();
-  const models: ModelToEvaluate[] = [{ model: 'Base (π_θ(0))', variant: 'base', iteration: 0, dir: boot.policyDir }];
+  const models: ModelToEvaluate[] = [base];
   for (const r of runs) r.checkpoints.forEach((dir, i) => models.push({ model: `${r.variant.label} it${i + 1}`, variant: r.variant.name, iteration: i + 1, dir }));
   const validation = await evaluateSplit('validation', models, boot, settings, workDir, log);
   const test = await evaluateSplit('test', models, boot, settings, workDir, log);
@@ -512,6 +519,8 @@ async function evaluateSplit(
     byKind,
   };
 }
+
+const round1 = (v: number) => Math.round(v * 10) / 10;
 
 function orderRows(rows: TableRow[]): TableRow[] {
   const rank = (v: string) => (v === 'base' ? 0 : v === OFFLINE_DPO_VARIANT.name ? 1 : v === DICE_VARIANT.name ? 2 : 3);

@@ -1,6 +1,6 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { candidates, cutThreshold, expNonPositive, logSumExp, sampleToken, thresholdBySort } from '../../src/engine/sampling.ts';
+import { candidates, cutThreshold, expNonPositive, logSumExp, sampleToken, sampleWithLogProb, thresholdBySort } from '../../src/engine/sampling.ts';
 import { Rng } from '../../src/util/random.ts';
 
 /**
@@ -166,4 +166,21 @@ test('expNonPositive is exp to 1e-14 relative on (−746, 0], 0 below, and logSu
     assert.ok(Math.abs(logSumExp(row) - (m + Math.log(s))) < 1e-13 * Math.abs(m + Math.log(s)) + 1e-13, `scale ${scale}`);
   }
   assert.equal(logSumExp([-Infinity, -Infinity]), -Infinity);
+});
+
+test('sampleWithLogProb: the token sampleToken draws and logits[token] − logSumExp(logits), bit for bit', () => {
+  const rng = new Rng(5);
+  for (const scale of [0.05, 2]) {
+    const row = Float32Array.from({ length: 49152 }, () => rng.normal() * scale);
+    for (const params of [{ temperature: 0.7, topK: 0, topP: 0.9 }, { temperature: 1, topK: 0, topP: 1 }, { temperature: 0, topK: 0, topP: 1 }, { temperature: 1.2, topK: 30, topP: 0.95 }]) {
+      const a = new Rng(8);
+      const b = new Rng(8);
+      for (let draw = 0; draw < 5; draw++) {
+        const got = sampleWithLogProb(row, params, a);
+        const token = sampleToken(row, params, b);
+        assert.equal(got.token, token, `${JSON.stringify(params)} draw ${draw}`);
+        assert.equal(got.logProb, row[token] - logSumExp(row));
+      }
+    }
+  }
 });

@@ -12,6 +12,7 @@ import { importGguf } from '../../src/model/gguf/import.ts';
 import { readGgufHeader } from '../../src/model/gguf/reader.ts';
 import { buildTeacherForcedGraph } from '../../src/model/llama-graph.ts';
 import { loadModel, type LoadedModel } from '../../src/model/load.ts';
+import { toFloat32 } from '../../src/model/safetensors.ts';
 import { serializeModel } from '../../src/onnx/builder.ts';
 import { createSession, runSession } from '../../src/onnx/session.ts';
 
@@ -114,7 +115,7 @@ for (const source of SOURCES) {
   });
 }
 
-test('import(export(x)) = x for f32: same weights bit for bit, same config, tokenizer ids and chat template', async () => {
+test('import(export(x)) = x for f32 (weights bit for bit, config, tokenizer ids, chat template); q8_0/q4_0 read back within a quantisation step; a bad --type is refused', async () => {
   const tmp = mkdtempSync(join(tmpdir(), 'gguf-roundtrip-'));
   try {
     for (const arch of ['llama', 'qwen2']) {
@@ -128,6 +129,26 @@ test('import(export(x)) = x for f32: same weights bit for bit, same config, toke
       const [mx, my] = [loadModel(x), loadModel(y)];
       for (const s of STRINGS) assert.deepEqual(my.tokenizer.encode(s), mx.tokenizer.encode(s));
       assert.equal(my.chatTemplate!.source, mx.chatTemplate!.source);
+    }
+    // quantised exports read back (by our transformers-exact reader) within the rounding of each block's step d
+    // (half a step; Q4_0 clips the side opposite its largest value at 7 steps: up to one step), plus d's f16 rounding
+    for (const type of ['q8_0', 'q4_0'] as ExportType[]) {
+      exportGguf(join(tmp, 'qwen2-x'), join(tmp, `${type}.gguf`), type);
+      await importGguf(join(tmp, `${type}.gguf`), join(tmp, `${type}-y`));
+      const [x, y] = [loadModel(join(tmp, 'qwen2-x')).weights, loadModel(join(tmp, `${type}-y`)).weights];
+      const levels = type === 'q8_0' ? 127 : 8;
+      const bound = (type === 'q8_0' ? 0.5 : 1) + levels * 2 ** -11 + 1e-3;
+      for (const [name, t] of x) {
+        const a = toFloat32(t), b = toFloat32(y.get(name)!);
+        if (t.shape.length === 1) { assert.deepEqual(b, a, `${name}: vectors stay f32`); continue; }
+        let worst = 0;
+        for (let blk = 0; blk < a.length; blk += 32) {
+          let amax = 0;
+          for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(a[blk + j]));
+          for (let j = 0; j < 32; j++) worst = Math.max(worst, Math.abs(a[blk + j] - b[blk + j]) / (amax / levels || 1));
+        }
+        assert.ok(worst <= bound, `${type} ${name}: an element is ${worst.toFixed(3)} steps off`);
+      }
     }
     assert.throws(() => exportGguf(join(tmp, 'llama-x'), join(tmp, 'bad.gguf'), 'q5_1' as ExportType), /--type q5_1: must be one of f32, f16, q8_0, q4_0/);
   } finally {

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
+import { EXPORT_TYPES, type ExportType } from '../../model/gguf/format.ts';
 
 const DTYPES = ['float32', 'bfloat16', 'float16'] as const;
 
@@ -12,6 +13,11 @@ function parseSeed(value: string): number {
 function parseDtype(value: string): (typeof DTYPES)[number] {
   if (!(DTYPES as readonly string[]).includes(value)) throw new InvalidArgumentError(`must be one of ${DTYPES.join(', ')}`);
   return value as (typeof DTYPES)[number];
+}
+
+function parseExportType(value: string): ExportType {
+  if (!(EXPORT_TYPES as readonly string[]).includes(value)) throw new InvalidArgumentError(`must be one of ${EXPORT_TYPES.join(', ')}`);
+  return value as ExportType;
 }
 
 export function register(program: Command): void {
@@ -56,12 +62,11 @@ export function register(program: Command): void {
     .description('a model directory → a GGUF file llama.cpp, Ollama and LM Studio load (tokenizer, chat template and lineage in its metadata)')
     .argument('<dir>', 'model directory (a dice checkpoint or any supported Hugging Face folder)')
     .requiredOption('--gguf <file>', 'output .gguf file (overwritten)')
-    .option('--type <type>', 'weight type: f32, f16, q8_0, q4_0', 'f32')
-    .action(async (dir: string, opts: { gguf: string; type: string }) => {
-      const { exportGguf, EXPORT_TYPES } = await import('../../model/gguf/export.ts');
-      if (!(EXPORT_TYPES as readonly string[]).includes(opts.type)) throw new InvalidArgumentError(`--type must be one of ${EXPORT_TYPES.join(', ')}`);
+    .option('--type <type>', `weight type: ${EXPORT_TYPES.join(', ')}`, parseExportType, 'f32')
+    .action(async (dir: string, opts: { gguf: string; type: ExportType }) => {
+      const { exportGguf } = await import('../../model/gguf/export.ts');
       const started = performance.now();
-      const r = exportGguf(dir, opts.gguf, opts.type as (typeof EXPORT_TYPES)[number]);
+      const r = exportGguf(dir, opts.gguf, opts.type);
       const seconds = ((performance.now() - started) / 1000).toFixed(1);
       const version = r.metadata.get('dice.checkpoint.version')?.value;
       console.log(`wrote ${opts.gguf}: ${r.config.architecture}, ${r.tensors} tensors, ${opts.type}, ${(r.bytes / 2 ** 20).toFixed(1)} MiB of weights${version ? `, checkpoint ${String(version)}` : ''}, ${seconds}s`);

@@ -11,14 +11,13 @@ import type { LlamaConfig } from '../llama-config.ts';
 import { loadPolicy } from '../policy.ts';
 import { fromFloat32, SINGLE_FILE_NAME, toFloat32 } from '../safetensors.ts';
 import { numel } from '../tensor.ts';
-import { GGML_TYPE_BY_NAME, tensorByteSize } from './format.ts';
+import { EXPORT_TYPES, type ExportType, GGML_TYPE_BY_NAME, tensorByteSize } from './format.ts';
 import { ggufTensorName, permuteRopeRows } from './names.ts';
 import { quantizeQ4_0, quantizeQ8_0 } from './quantize.ts';
 import { LLAMA3_SPLIT, PRE_TOKENIZER_SPLITS, QWEN2_SPLIT, TOKEN_TYPE } from './tokenizer.ts';
 import { bool, f32, GgufWriter, i32s, str, strings, type TensorEntry, type TypedValue, u32 } from './writer.ts';
 
-export const EXPORT_TYPES = ['f32', 'f16', 'q8_0', 'q4_0'] as const;
-export type ExportType = (typeof EXPORT_TYPES)[number];
+export { EXPORT_TYPES, type ExportType };
 
 /** llama.cpp's `general.file_type` (enum llama_ftype) for each export type. */
 const FILE_TYPE: Record<ExportType, number> = { f32: 0, f16: 1, q4_0: 2, q8_0: 7 };

@@ -74,3 +74,7 @@ export function tensorByteSize(type: number, ne: readonly number[], name: string
 export function alignUp(n: number, alignment: number): number {
   return Math.ceil(n / alignment) * alignment;
 }
+
+/** Weight types `dice model export` writes. */
+export const EXPORT_TYPES = ['f32', 'f16', 'q8_0', 'q4_0'] as const;
+export type ExportType = (typeof EXPORT_TYPES)[number];
