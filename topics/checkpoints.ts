@@ -18,6 +18,17 @@ export interface Checkpoint {
   metrics: Record<string, number>;
   /** Milliseconds since epoch. */
   createdAt: number;
+  /**
+   * The health gate's decision, on the record the health stage publishes after its check (absent:
+   * not gated — the train stage's record, or a run without a health stage). Samplers and scorers
+   * only use promoted versions.
+   */
+  gate?: CheckpointGate;
+}
+
+export interface CheckpointGate {
+  promoted: boolean;
+  reasons: string[];
 }
 
 const fixed = [
@@ -43,7 +54,7 @@ export const checkpointsTopic = jsonContract<Checkpoint>({
     const fail = (field: string, problem: string): never => {
       throw new TopicValidationError('checkpoints', field, problem);
     };
-    const { metrics, ...rest } = (typeof value === 'object' && value !== null ? value : { value }) as Record<string, unknown>;
+    const { metrics, gate, ...rest } = (typeof value === 'object' && value !== null ? value : { value }) as Record<string, unknown>;
     const c = validateRecord('checkpoints', fixedSchema, Array.isArray(value) ? value : rest, limits) as unknown as Checkpoint;
     // −1 is the run's initial reference π_ref(0) (e.g. the SFT model); policies are 0, 1, 2, …
     if (c.version < -1) fail('version', `must be ≥ −1 (−1: the initial reference), got ${c.version}`);
@@ -56,6 +67,11 @@ export const checkpointsTopic = jsonContract<Checkpoint>({
       if (typeof v !== 'number' || !Number.isFinite(v)) fail(`metrics.${k}`, `expected a finite number, got ${JSON.stringify(v)}`);
       m[k] = v as number;
     }
-    return { ...c, metrics: m };
+    if (gate === undefined) return { ...c, metrics: m };
+    const g = gate as Partial<CheckpointGate> | null;
+    if (typeof g !== 'object' || g === null || typeof g.promoted !== 'boolean' || !Array.isArray(g.reasons) || !g.reasons.every((r) => typeof r === 'string')) {
+      fail('gate', 'expected {promoted: boolean, reasons: string[]}');
+    }
+    return { ...c, metrics: m, gate: { promoted: g!.promoted!, reasons: [...g!.reasons!] } };
   },
 });

@@ -3,6 +3,7 @@ import type { TopicContract } from './contract.ts';
 import { batchesTopic } from './batches.ts';
 import { checkpointsTopic } from './checkpoints.ts';
 import { deadLetterTopic } from './dead-letter.ts';
+import { healthTopic } from './health.ts';
 import { markersTopic } from './markers.ts';
 import { metricsTopic } from './metrics.ts';
 import { offlineTopic } from './offline.ts';
@@ -20,6 +21,7 @@ export const topicContracts = {
   offline: offlineTopic,
   batches: batchesTopic,
   checkpoints: checkpointsTopic,
+  health: healthTopic,
   metrics: metricsTopic,
   markers: markersTopic,
   'dead-letter': deadLetterTopic,

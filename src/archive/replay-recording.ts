@@ -4,6 +4,7 @@ import type { BusRecord } from '../../topics/bus.ts';
 import type { TopicContract } from '../../topics/contract.ts';
 import { batchesTopic, type TrainingBatch } from '../../topics/batches.ts';
 import { checkpointsTopic, type Checkpoint } from '../../topics/checkpoints.ts';
+import { healthTopic, type HealthRecord } from '../../topics/health.ts';
 import { deadLetterTopic } from '../../topics/dead-letter.ts';
 import { metricsTopic, type MetricEvent } from '../../topics/metrics.ts';
 import { offlineTopic, type OfflinePair } from '../../topics/offline.ts';
@@ -48,6 +49,8 @@ export interface RecordedRun {
   batches: Recorded<TrainingBatch>[];
   /** By version: −1 = π_ref(0), 0 = π_θ(0), 1.. = trained. */
   checkpoints: Map<number, Checkpoint>;
+  /** The health stage's records (a run with a health gate), one per checked version. */
+  health: Recorded<HealthRecord>[];
   metrics: MetricEvent[];
   undecodable: Partial<Record<TopicBaseName, number>>;
   /** promptId → round, for prompts the sampler refused (dead-lettered instead of sampled). */
@@ -109,6 +112,7 @@ export async function loadRecordedRun(recording: RunRecording): Promise<Recorded
     pairs: await decodeAll('pairs', pairsTopic),
     batches: await decodeAll('batches', batchesTopic),
     checkpoints,
+    health: await decodeAll('health', healthTopic),
     metrics,
     undecodable,
     samplerRejected: new Map(),

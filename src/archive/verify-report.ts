@@ -1,6 +1,6 @@
 /** What `dice replay --verify` reports: per round and stage, whether the re-derived records equal the recorded ones. */
 
-export const VERIFY_STAGES = ['samples', 'scored', 'pairs', 'batches', 'checkpoints'] as const;
+export const VERIFY_STAGES = ['samples', 'scored', 'pairs', 'batches', 'checkpoints', 'health'] as const;
 export type VerifyStage = (typeof VERIFY_STAGES)[number];
 
 export interface StageDifference {

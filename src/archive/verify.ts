@@ -6,7 +6,9 @@ import type { Checkpoint } from '../../topics/checkpoints.ts';
 import type { PromptRecord } from '../../topics/prompts.ts';
 import type { TopicBaseName } from '../../topics/registry.ts';
 import type { Rejected } from '../../operators/ports.ts';
+import { healthEnabled } from '../config/schema.ts';
 import { diceRound, type RoundExecutor } from '../service/dice-round.ts';
+import { rejectedVersions } from '../service/lineage.ts';
 import { STAGES } from '../stages/index.ts';
 import { roundInputs, type RecordStage, type RoundContext, type RoundStage, type TopicSide } from '../stages/stage.ts';
 import type { Logger } from '../util/log.ts';
@@ -24,6 +26,8 @@ import { VERIFY_STAGES, type StageDifference, type StageVerdict, type VerifyRepo
  *   pairs        ← recorded scored groups + the recorded config (filters, α rule, windows)
  *   batches      ← recorded pairs + recorded offline pairs (+ the training reference for their log-probs)
  *   checkpoints  ← recorded batches, training from the recorded parent weights; compares sha256
+ *   health       ← the recorded checkpoint v_t + held-out pairs and probes: re-derives the gate's decision
+ *                  (runs with a health stage; each round starts from the recorded lineage's last promoted version)
  *
  * Since every stage starts from the recording, a difference points at the one stage that made it:
  * an altered pairs record shows at pairs (re-derived from scored) and at batches (whose re-derivation
@@ -45,7 +49,10 @@ export interface VerifyOptions {
 
 export async function verifyRun(run: RecordedRun, options: VerifyOptions): Promise<VerifyReport> {
   const { log } = options;
-  const stages = new Set(options.stages ?? VERIFY_STAGES);
+  // a run without a health stage has no health records to compare
+  const stages = new Set(options.stages ?? VERIFY_STAGES.filter((s) => s !== 'health' || healthEnabled(run.config)));
+  // the recorded gate decisions fix each round's start (a re-derived decision that differs shows at health)
+  const rejected = rejectedVersions(run.health.map((h) => h.value));
   const rounds = options.rounds ?? Array.from({ length: run.rounds }, (_, i) => i + 1);
   const verified = new Set<string>();
   const dirOf = (version: number) => checkpointDir(run, version, options.relocations, verified);
@@ -71,6 +78,7 @@ export async function verifyRun(run: RecordedRun, options: VerifyOptions): Promi
         runId: batches[0]?.runId ?? run.namespace ?? 'run',
         roundPrompts: roundPromptsOf(run, round),
         offline: run.offline.map((o) => o.value),
+        rejected,
         train: { checkpointDir: join(workDir, `v${round}`) },
       },
       executor,
@@ -114,7 +122,8 @@ class VerifyExecutor implements RoundExecutor {
   }
 
   private recordedInputs<T>(topic: TopicBaseName): T[] {
-    const lists: Partial<Record<TopicBaseName, Recorded<unknown>[]>> = { prompts: this.run.prompts, samples: this.run.samples, scored: this.run.scored, pairs: this.run.pairs, batches: this.run.batches };
+    if (topic === 'checkpoints') return [...this.run.checkpoints.values()] as T[];
+    const lists: Partial<Record<TopicBaseName, Recorded<unknown>[]>> = { prompts: this.run.prompts, samples: this.run.samples, scored: this.run.scored, pairs: this.run.pairs, batches: this.run.batches, health: this.run.health };
     return (lists[topic] ?? []).map((r) => r.value as T);
   }
 

@@ -126,6 +126,47 @@ const train = z
   })
   .strict();
 
+const health = z
+  .object({
+    /**
+     * Pairs of D_offline held out for the health stage's implicit-reward accuracy: never replayed.
+     * Chosen deterministically (the smallest seeded hashes of their pairIds, src/dice/held-out.ts).
+     */
+    heldOutPairs: z.number().int().min(0).default(0),
+    /**
+     * Probe prompts: the prompts of the first held-out pairs (a fixed set, the same every round),
+     * sampled by v_t and v_{t−1} for ranking consistency, length and KL. At most heldOutPairs.
+     */
+    probePrompts: z.number().int().min(0).default(0),
+    /** Responses per probe prompt (a probe group: ranking consistency, length, KL). */
+    probeSamples: z.number().int().min(2).default(4),
+  })
+  .strict();
+
+/** What a rejected version changes for the next round (which starts again from the last promoted one). */
+const onReject = z
+  .object({
+    /** Multiplies train.lr for each rejection since the last promoted version. */
+    lrScale: z.number().positive().max(1).default(1),
+    /** γ of the next round (more replay of D_offline); absent: unchanged. */
+    gamma: z.number().min(0).max(1).optional(),
+  })
+  .strict();
+
+/** The checkpoint gate (src/dice/health.ts:gate); a threshold left out is not checked. */
+const gatePolicy = z
+  .object({
+    /** always-promote: the paper (every v_t is used); thresholds: reject a v_t that fails a check. */
+    mode: z.enum(['always-promote', 'thresholds']).default('always-promote'),
+    minRoundAccuracy: z.number().min(0).max(1).optional(),
+    maxCumulativeAccuracyDrop: z.number().min(0).max(1).optional(),
+    minRankingTau: z.number().min(-1).max(1).optional(),
+    maxLengthGrowth: z.number().optional(),
+    maxKl: z.number().optional(),
+    onReject: onReject.default(() => onReject.parse({})),
+  })
+  .strict();
+
 export const runConfigSchema = z
   .object({
     seed: z.number().int().min(0).default(0),
@@ -146,6 +187,8 @@ export const runConfigSchema = z
     filters: filters.default(() => filters.parse({})),
     replay: replay.default(() => replay.parse({})),
     train: train.default(() => train.parse({})),
+    health: health.default(() => health.parse({})),
+    gate: gatePolicy.default(() => gatePolicy.parse({})),
   })
   .strict();
 
@@ -159,6 +202,17 @@ export function parseRunConfig(input: unknown, source = 'config'): RunConfig {
   if (!result.success) {
     const problems = result.error.issues.map((i) => `  ${i.path.join('.') || '(root)'}: ${i.message}`).join('\n');
     throw new ConfigError(`invalid ${source}:\n${problems}`);
+  }
+  const { health, gate } = result.data;
+  if (gate.mode === 'thresholds' && health.heldOutPairs === 0) {
+    throw new ConfigError(`invalid ${source}:\n  gate.mode: thresholds, but the health stage has nothing to measure: set health.heldOutPairs (and health.probePrompts)`);
+  }
+  const probeChecks = (['minRankingTau', 'maxLengthGrowth', 'maxKl'] as const).filter((k) => gate[k] !== undefined);
+  if (gate.mode === 'thresholds' && health.probePrompts === 0 && probeChecks.length > 0) {
+    throw new ConfigError(`invalid ${source}:\n  gate.${probeChecks[0]}: it is measured on probe prompts, but health.probePrompts is 0`);
+  }
+  if (health.probePrompts > health.heldOutPairs) {
+    throw new ConfigError(`invalid ${source}:\n  health.probePrompts: ${health.probePrompts} probe prompts need as many held-out pairs (health.heldOutPairs is ${health.heldOutPairs})`);
   }
   return result.data;
 }
@@ -205,6 +259,11 @@ export function loadRunConfig(file: string | undefined, overrides: Record<string
   const config = parseRunConfig(base, file ? `config (${file} + flags)` : 'config flags');
   if (config.method !== 'dice' && config.replay.gamma !== 1) config.replay.gamma = 1;
   return config;
+}
+
+/** Whether the health stage runs after train (a default config skips it: the paper's lineage, unchanged). */
+export function healthEnabled(config: RunConfig): boolean {
+  return config.health.heldOutPairs > 0;
 }
 
 /** The DPO β of training. */

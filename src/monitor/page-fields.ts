@@ -3,7 +3,7 @@ import type { AllPipelineEvents, PipelineEventName } from '../stages/metric-even
 
 /**
  * What the dashboard page (page/app.js) reads: per metrics event type, the fields it charts with
- * `field(e, kind, name)`. Typed against the events the stages emit, so renaming an emitted field
+ * `field(e, kind, name)` (numbers; `flag` and `text` for booleans and strings). Typed against the events the stages emit, so renaming an emitted field
  * fails to compile here; test/monitor/page-fields.test.ts checks that app.js reads exactly these
  * and that some stage emits each event type.
  */
@@ -14,6 +14,8 @@ export const PAGE_READS = {
   'alpha/window': ['alpha', 'lengthDiffBefore', 'lengthDiffAfter'],
   'train/step': ['globalStep', 'loss', 'rewardAccuracy', 'margin'],
   'checkpoint/published': ['version', 'parentVersion', 'referenceVersion'],
+  'health/version': ['version', 'parentVersion', 'promoted', 'roundAccuracy', 'cumulativeAccuracy', 'previousCumulativeAccuracy', 'rankingTau', 'probeLength', 'lengthChange', 'kl'],
+  'health/gate-failed': ['version', 'parentVersion', 'reasons'],
 } as const satisfies { [K in PipelineEventName]?: ReadonlyArray<keyof AllPipelineEvents[K] & string> };
 
 /** Fields of a checkpoints-topic record (the monitor makes it a `checkpoint` event) the page reads with `num(e, name)`. */

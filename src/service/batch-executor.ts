@@ -1,5 +1,5 @@
 import { filter, type OperatorFunction } from 'rxjs';
-import type { Bus } from '../../topics/bus.ts';
+import type { Bus, TopicRecords } from '../../topics/bus.ts';
 import { doneMarker, markersTopic } from '../../topics/markers.ts';
 import { topicName, type TopicBaseName } from '../../topics/registry.ts';
 import type { Rejected } from '../../operators/ports.ts';
@@ -109,6 +109,7 @@ export class BatchExecutor implements RoundExecutor {
       const result = await stage.derive(roundInputs(stage, consumed.map((d) => d.value), ctx), deps, ctx);
       const outputs = [
         { topic: this.T(stage.output.topic), records: stage.outputs(result).map((v) => encoded(stage.output, v)) },
+        ...alsoOutputs(stage, result, this.T),
         { topic: this.T('markers'), records: [encoded({ contract: markersTopic, key: (m) => m.stage }, doneMarker(stage.name, this.o.round))] },
       ];
       await commitAll(this.o.bus, group, outputs, consumed);
@@ -117,6 +118,11 @@ export class BatchExecutor implements RoundExecutor {
       return result;
     });
   }
+}
+
+/** A stage's records on other topics than its output (RoundStage.also), encoded for the same unit of work. */
+export function alsoOutputs<R>(stage: { also?: RoundStage<unknown, unknown, unknown, R>['also'] }, result: R, T: (base: TopicBaseName) => string): TopicRecords[] {
+  return (stage.also ?? []).map((a) => ({ topic: T(a.side.topic), records: a.values(result).map((v) => encoded(a.side, v)) }));
 }
 
 export function stageInput<T>(side: TopicSide<T>, T: (base: TopicBaseName) => string): StageInput<T> {

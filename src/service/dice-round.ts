@@ -2,12 +2,13 @@ import type { Checkpoint } from '../../topics/checkpoints.ts';
 import type { OfflinePair } from '../../topics/offline.ts';
 import type { PromptRecord } from '../../topics/prompts.ts';
 import type { AlphaWindow } from '../../operators/alpha.ts';
-import type { RunConfig } from '../config/schema.ts';
-import { alphaStage, replayStage, sampleStage, scoreStage, trainStage } from '../stages/index.ts';
+import { healthEnabled, type RunConfig } from '../config/schema.ts';
+import { alphaStage, healthStage, replayStage, sampleStage, scoreStage, trainStage } from '../stages/index.ts';
+import type { HealthDeps, HealthResult } from '../stages/health.ts';
 import type { ReplayDeps, ReplayResult } from '../stages/replay.ts';
 import { stageEvent, type RecordStage, type RoundContext, type RoundStage, type StageEvent } from '../stages/stage.ts';
 import type { TrainDeps } from '../stages/train.ts';
-import { roundVersions, type RoundVersions } from './lineage.ts';
+import { gatedRoundConfig, roundVersions, type RoundVersions } from './lineage.ts';
 
 /**
  * How a round's stages are run: where a stage's inputs come from and where its outputs go.
@@ -32,6 +33,10 @@ export interface DiceRoundInputs {
   offline: readonly OfflinePair[];
   replay?: Omit<ReplayDeps, 'offline'>;
   train: TrainDeps;
+  /** Engines of the health stage (default: onnxruntime's). */
+  health?: Omit<HealthDeps, 'offline'>;
+  /** Versions the health gate rejected in earlier rounds (the round starts from the last promoted one). */
+  rejected?: ReadonlySet<number>;
   emit?: (event: StageEvent) => void;
 }
 
@@ -40,6 +45,8 @@ export interface RoundOutcome {
   windows: AlphaWindow[] | null;
   replay: ReplayResult | null;
   checkpoint: Checkpoint | null;
+  /** v_t's health and the gate's decision (null: no health stage in the config, or not derived). */
+  health: HealthResult | null;
 }
 
 /** The events diceRound itself emits (the stages emit the rest). */
@@ -49,9 +56,11 @@ export const ROUND_EMITS = ['round/start'] as const;
  * Algorithm 1, one round t (paper §4.3), over the stage definitions of src/stages.
  */
 export async function diceRound(inputs: DiceRoundInputs, x: RoundExecutor): Promise<RoundOutcome> {
-  const { round, config } = inputs;
-  // Who plays which part: sample with π_θ(t−1), score against π_ref(t−1), train from π_θ(t−1).
-  const versions = roundVersions(round, config.method);
+  const { round } = inputs;
+  // Who plays which part: sample with π_θ(t−1), score against π_ref(t−1), train from π_θ(t−1);
+  // with a health gate, π_θ(t−1) is the last promoted version (fresh prompts, onReject's lr and γ).
+  const versions = roundVersions(round, inputs.config.method, inputs.rejected);
+  const config = gatedRoundConfig(inputs.config, versions);
   const roundPrompts = new Set(inputs.roundPrompts.map((p) => p.promptId));
   const ctx: RoundContext = { config, versions, dirOf: inputs.dirOf, runId: inputs.runId, roundPrompts, roundPromptOrder: inputs.roundPrompts, emit: inputs.emit };
   inputs.emit?.(
@@ -72,8 +81,10 @@ export async function diceRound(inputs: DiceRoundInputs, x: RoundExecutor): Prom
   if (mixed && mixed.batches.length === 0) throw noPairsError(round, config, windows ?? []);
   // Line 6: θ(t) ← argmin_θ DPO loss on D_t (Eq. 3), from π_θ(t−1) with reference π_θ(t−1).
   const checkpoint = await x.round(trainStage, inputs.train, ctx);
+  // v_t's health before any sampler uses it; a rejected v_t is skipped by roundVersions from then on.
+  const health = healthEnabled(config) ? await x.round(healthStage, { ...inputs.health, offline: inputs.offline }, ctx) : null;
   // Line 7: π_ref(t) ← π_θ(t−1) — round t+1's roundVersions().scoringReference.
-  return { versions, windows, replay: mixed, checkpoint };
+  return { versions, windows, replay: mixed, checkpoint, health };
 }
 
 function noPairsError(round: number, config: RunConfig, windows: AlphaWindow[]): Error {

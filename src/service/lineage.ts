@@ -26,12 +26,56 @@ export interface RoundVersions {
  *   and π_ref(t−1) = v_{t−2} after; train from v_{t−1} with reference v_{t−1}; produce v_t.
  *   offline DPO: reference fixed at π_ref(0). offline DPO w/ new ref: reference v_{t−1}.
  */
-export function roundVersions(round: number, method: RunConfig['method']): RoundVersions {
+export function roundVersions(round: number, method: RunConfig['method'], rejected: ReadonlySet<number> = new Set()): RoundVersions {
   if (!Number.isInteger(round) || round < 1) throw new Error(`round must be an integer ≥ 1, got ${round}`);
-  const policy = round - 1;
-  const scoringReference = round === 1 ? REF0_VERSION : round - 2;
+  const policy = lastPromoted(round, rejected);
+  // π_ref(t−1): the policy's own parent (the version it was trained from), π_ref(0) for v0
+  const scoringReference = policy === 0 ? REF0_VERSION : lastPromoted(policy, rejected);
   const trainingReference = method === 'offline-dpo' ? REF0_VERSION : policy;
   return { round, policy, scoringReference, trainingReference, produces: round };
+}
+
+/**
+ * The policy round t starts from: v_{t−1}, or with a health gate the last version before it that was
+ * not rejected (v0 always stands). Version numbers stay round numbers: round t produces v_t either way.
+ */
+export function lastPromoted(round: number, rejected: ReadonlySet<number>): number {
+  let v = round - 1;
+  while (v > 0 && rejected.has(v)) v--;
+  return v;
+}
+
+/** The round that trains from `policy`: the one after it, past the versions the gate rejected since. */
+export function roundFrom(policy: number, rejected: ReadonlySet<number>): number {
+  let round = policy + 1;
+  while (rejected.has(round)) round++;
+  return round;
+}
+
+/**
+ * Whether samplers and scorers may use a checkpoint: without a health stage every one; with it, the
+ * initial lineage (π_ref(0), v0) and versions the gate promoted (not yet decided, or rejected: no).
+ */
+export function isUsable(c: Pick<Checkpoint, 'version' | 'gate'>, gated: boolean): boolean {
+  return !gated || c.version <= 0 || c.gate?.promoted === true;
+}
+
+/**
+ * The config of round t: each version rejected since the last promoted one scales the learning rate
+ * by gate.onReject.lrScale, and any rejection sets γ to gate.onReject.gamma (when given).
+ */
+export function gatedRoundConfig(config: RunConfig, versions: RoundVersions): RunConfig {
+  const rejections = versions.round - 1 - versions.policy;
+  if (rejections === 0) return config;
+  const { lrScale, gamma } = config.gate.onReject;
+  return { ...config, train: { ...config.train, lr: config.train.lr * lrScale ** rejections }, replay: { ...config.replay, gamma: gamma ?? config.replay.gamma } };
+}
+
+/** The versions the health gate rejected, from its records (health topic) or gated checkpoints. */
+export function rejectedVersions(records: Iterable<{ version: number; promoted?: boolean; gate?: { promoted: boolean } }>): Set<number> {
+  const out = new Set<number>();
+  for (const r of records) if ((r.promoted ?? r.gate?.promoted) === false) out.add(r.version);
+  return out;
 }
 
 /**

@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Bus } from '../../topics/bus.ts';
 import type { Checkpoint } from '../../topics/checkpoints.ts';
+import type { HealthRecord } from '../../topics/health.ts';
 import { markersTopic } from '../../topics/markers.ts';
 import { metricsTopic } from '../../topics/metrics.ts';
 import { offlineTopic, type OfflinePair } from '../../topics/offline.ts';
@@ -9,7 +10,7 @@ import { promptsTopic, type PromptRecord } from '../../topics/prompts.ts';
 import { createPipelineTopics, topicName, type TopicBaseName } from '../../topics/registry.ts';
 import type { AlphaWindow } from '../../operators/alpha.ts';
 import { versionLabel } from '../../operators/train.ts';
-import type { RunConfig } from '../config/schema.ts';
+import { healthEnabled, type RunConfig } from '../config/schema.ts';
 import { verifyCheckpoint } from '../model/checkpoint.ts';
 import { Scorer } from '../engine/scorer.ts';
 import { stageEvent } from '../stages/stage.ts';
@@ -18,7 +19,7 @@ import { Progress } from '../util/log.ts';
 import { BatchExecutor } from './batch-executor.ts';
 import { diceRound } from './dice-round.ts';
 import { ingestFile, offlineDefaults, promptDefaults } from './ingest.ts';
-import { publishInitialLineage, REF0_VERSION, roundVersions, type RoundVersions } from './lineage.ts';
+import { publishInitialLineage, REF0_VERSION, rejectedVersions, roundVersions, type RoundVersions } from './lineage.ts';
 import type { MetricsEmitter } from './metrics.ts';
 import { engineOptions } from './round-config.ts';
 import { readWholeTopic } from './stage-runner.ts';
@@ -58,7 +59,10 @@ export interface RoundSummary {
   windows: Array<Omit<AlphaWindow, 'pairs'>>;
   generatedPairs: number;
   offlinePairs: number;
+  /** v_t; with a health stage, with the gate's decision. */
   checkpoint: Checkpoint;
+  /** v_t's health record (null: no health stage, or a resumed round). */
+  health: HealthRecord | null;
   /** Wall seconds per stage, and the part of it spent in the engines (loading, sampling, scoring, training). */
   seconds: Record<string, number>;
   engineSeconds: Record<string, number>;
@@ -101,19 +105,23 @@ export async function runDice(inputs: RunInputs): Promise<RunResult> {
   const published = await publishInitialLineage(bus, T('checkpoints'), dirOf(0), dirOf(REF0_VERSION));
   const stagesDone = await readStagesDone(bus, namespace);
   const rounds: RoundSummary[] = [];
+  // versions the health gate rejected (a resumed run keeps starting from the last promoted one)
+  const rejected = rejectedVersions(published.values());
   for (let round = 1; round <= config.rounds; round++) {
     const done = published.get(round);
-    if (done) {
+    // with a health stage, a round is done once v_t carries the gate's decision
+    if (done && (done.gate || !healthEnabled(config))) {
       const manifest = verifyCheckpoint(done.location);
       if (manifest.sha256 !== done.sha256) throw new Error(`${done.location}: weights hash ${manifest.sha256} differs from the published ${done.sha256}`);
       log.info('round already done', { round, version: round, sha256: done.sha256 });
-      rounds.push({ round, versions: roundVersions(round, config.method), windows: [], generatedPairs: 0, offlinePairs: 0, checkpoint: done, seconds: {}, engineSeconds: {}, resumed: true });
+      rounds.push({ round, versions: roundVersions(round, config.method, rejected), windows: [], generatedPairs: 0, offlinePairs: 0, checkpoint: done, health: null, seconds: {}, engineSeconds: {}, resumed: true });
       continue;
     }
     const roundPrompts = prompts.values.slice((round - 1) * perRound, round * perRound);
     const stages = new Set(stagesDone.filter((m) => m.round === round).map((m) => m.stage));
-    const summary = await runRound({ ...inputs, outDir, offline, dirOf, round, done: stages, roundPrompts: config.replay.gamma < 1 ? roundPrompts : [] });
+    const summary = await runRound({ ...inputs, outDir, offline, dirOf, round, done: stages, rejected, trained: done, roundPrompts: config.replay.gamma < 1 ? roundPrompts : [] });
     published.set(round, summary.checkpoint);
+    if (summary.checkpoint.gate?.promoted === false) rejected.add(round);
     rounds.push(summary);
   }
   await inputs.metrics.flush();
@@ -122,6 +130,9 @@ export async function runDice(inputs: RunInputs): Promise<RunResult> {
 
 interface RoundInputs extends RunInputs {
   done: ReadonlySet<string>;
+  rejected: ReadonlySet<number>;
+  /** v_t when the train stage published it before a restart (the health stage had not decided yet). */
+  trained?: Checkpoint;
   round: number;
   roundPrompts: PromptRecord[];
   offline: OfflinePair[];
@@ -131,7 +142,7 @@ interface RoundInputs extends RunInputs {
 /** Round t of Algorithm 1 (src/service/dice-round.ts) on the batch executor. */
 async function runRound(inputs: RoundInputs): Promise<RoundSummary> {
   const { config, round, metrics } = inputs;
-  const versions = roundVersions(round, config.method);
+  const versions = roundVersions(round, config.method, inputs.rejected);
   const rlog = inputs.log.child({ round });
   rlog.info('round starts', {
     policy: versionLabel(versions.policy),
@@ -149,6 +160,7 @@ async function runRound(inputs: RoundInputs): Promise<RoundSummary> {
       runId: inputs.namespace,
       roundPrompts: inputs.roundPrompts,
       offline: inputs.offline,
+      rejected: inputs.rejected,
       replay: { openReference: (modelDir, c) => executor.clock('replay', Scorer.open({ modelDir, ...engineOptions(c) })) },
       train: {
         checkpointDir: inputs.dirOf(versions.produces),
@@ -163,15 +175,17 @@ async function runRound(inputs: RoundInputs): Promise<RoundSummary> {
     executor,
   );
   (progress as Progress | null)?.finish();
-  // A train stage done before a restart published its checkpoint, so runDice skipped the round.
-  if (!outcome.checkpoint) throw new Error(`round ${round}: the train stage is marked done but v${versions.produces} is not on the checkpoints topic`);
+  // A train stage done before a restart published its checkpoint, so runDice skipped the round (or only the health stage was left).
+  const checkpoint = outcome.health?.checkpoint ?? outcome.checkpoint ?? inputs.trained;
+  if (!checkpoint) throw new Error(`round ${round}: the train stage is marked done but v${versions.produces} is not on the checkpoints topic`);
   return {
     round,
     versions,
     windows: (outcome.windows ?? []).map(({ pairs: _pairs, ...rest }) => rest),
     generatedPairs: outcome.replay?.mix?.generatedCount ?? 0,
     offlinePairs: outcome.replay?.mix?.offlineCount ?? 0,
-    checkpoint: outcome.checkpoint,
+    checkpoint,
+    health: outcome.health?.record ?? null,
     seconds: executor.seconds,
     engineSeconds: executor.engineSeconds,
     resumed: false,

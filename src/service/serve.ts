@@ -9,14 +9,14 @@ import type { PromptRecord } from '../../topics/prompts.ts';
 import { scoredTopic, type ScoredGroup } from '../../topics/scored.ts';
 import { switchEngines, type ActiveEngine } from '../../operators/checkpoint.ts';
 import { versionLabel } from '../../operators/train.ts';
-import type { RunConfig } from '../config/schema.ts';
+import { healthEnabled, type RunConfig } from '../config/schema.ts';
 import { sampleStage, scoreStage } from '../stages/index.ts';
 import { stageEvent, type RecordStage, type RoundContext } from '../stages/stage.ts';
 import type { Logger } from '../util/log.ts';
 import { dropStale, recordStageRun, stageInput } from './batch-executor.ts';
 import { diceRound } from './dice-round.ts';
 import { ingestFile, offlineDefaults } from './ingest.ts';
-import { publishInitialLineage, roundVersions } from './lineage.ts';
+import { isUsable, publishInitialLineage, rejectedVersions, roundFrom, roundVersions } from './lineage.ts';
 import type { MetricsEmitter } from './metrics.ts';
 import { ServiceRoundExecutor } from './service-executor.ts';
 import { commitAll, readWholeTopic, runPerRecordStage, type StageCounts } from './stage-runner.ts';
@@ -70,7 +70,7 @@ export async function serveDice(inputs: ServeInputs): Promise<void> {
     inputs.stop.addEventListener('abort', onAbort);
     return () => inputs.stop.removeEventListener('abort', onAbort);
   });
-  const lineage = new CheckpointWatcher(bus, T('checkpoints'));
+  const lineage = new CheckpointWatcher(bus, T('checkpoints'), healthEnabled(config));
   await lineage.start();
   try {
     if (!lineage.has(0)) {
@@ -78,7 +78,7 @@ export async function serveDice(inputs: ServeInputs): Promise<void> {
       await lineage.waitFor((cps) => cps.has(0), inputs.stop);
     }
     const roles = [...inputs.roles];
-    log.info('serving', { roles, namespace: namespace ?? '', promptsPerRound: N, policy: versionLabel(lineage.latest().version) });
+    log.info('serving', { roles, namespace: namespace ?? '', promptsPerRound: N, policy: versionLabel(lineage.current().version) });
     await Promise.all(
       roles.map((role) => {
         const ctx: RoleContext = { ...inputs, T, N, lineage, stop$ };
@@ -98,7 +98,10 @@ interface RoleContext extends ServeInputs {
   stop$: Observable<void>;
 }
 
-/** The checkpoints topic as live state: every version published so far, and the latest. */
+/**
+ * The checkpoints topic as live state: every version published so far, the current policy (the
+ * newest usable one: with a health gate, the last promoted) and the round that trains from it.
+ */
 class CheckpointWatcher {
   private readonly versions = new Map<number, Checkpoint>();
   readonly changes = new BehaviorSubject<Map<number, Checkpoint>>(this.versions);
@@ -107,6 +110,7 @@ class CheckpointWatcher {
   constructor(
     private readonly bus: Bus,
     private readonly topic: string,
+    private readonly gated: boolean,
   ) {}
 
   async start(): Promise<void> {
@@ -134,11 +138,21 @@ class CheckpointWatcher {
     return c;
   }
 
-  latest(): Checkpoint {
+  /** The policy samplers and scorers use now. */
+  current(): Checkpoint {
     let best: Checkpoint | undefined;
-    for (const c of this.versions.values()) if (!best || c.version > best.version) best = c;
+    for (const c of this.versions.values()) if (isUsable(c, this.gated) && (!best || c.version > best.version)) best = c;
     if (!best) throw new Error(`no checkpoint on ${this.topic}`);
     return best;
+  }
+
+  rejected(): Set<number> {
+    return rejectedVersions(this.versions.values());
+  }
+
+  /** The round that trains from the current policy (samples are made for it). */
+  nextRound(): number {
+    return roundFrom(this.current().version, this.rejected());
   }
 
   /** Resolves when the predicate holds (or rejects when stopped). */
@@ -195,16 +209,18 @@ function engineSwitch<E extends { close(): Promise<void> }>(open: (version: numb
 async function samplerRole(ctx: RoleContext): Promise<void> {
   const { lineage, N } = ctx;
   const taken = new Map<number, number>();
-  /** A slot for one prompt under the latest version; waits for the next checkpoint once this process took N. */
+  /** A slot for one prompt under the current version; waits for the next round once this process took N for this one. */
   const slot = async (): Promise<number | null> => {
     for (;;) {
-      const v = lineage.latest().version;
-      if ((taken.get(v) ?? 0) < N) {
-        taken.set(v, (taken.get(v) ?? 0) + 1);
+      const v = lineage.current().version;
+      const round = lineage.nextRound();
+      if ((taken.get(round) ?? 0) < N) {
+        taken.set(round, (taken.get(round) ?? 0) + 1);
         return v;
       }
       try {
-        await lineage.waitFor(() => lineage.latest().version > v, ctx.stop);
+        // a promoted checkpoint moves the policy on, a rejected one only the round (fresh prompts, same policy)
+        await lineage.waitFor(() => lineage.nextRound() > round, ctx.stop);
       } catch (err) {
         if (err instanceof StoppedError) return null;
         throw err;
@@ -232,7 +248,7 @@ async function serveRecordStage<In, Out, E extends { close(): Promise<void> }>(
 ): Promise<StageCounts> {
   const { bus, config, lineage, T, metrics } = ctx;
   const dirOf = (v: number) => lineage.get(v).location;
-  const roundOf = (policy: number): RoundContext => ({ config, versions: roundVersions(policy + 1, config.method), dirOf, runId: ctx.namespace ?? 'dice', roundPrompts: new Set(), roundPromptOrder: [] });
+  const roundOf = (policy: number): RoundContext => ({ config, versions: roundVersions(roundFrom(policy, lineage.rejected()), config.method, lineage.rejected()), dirOf, runId: ctx.namespace ?? 'dice', roundPrompts: new Set(), roundPromptOrder: [] });
   const engines = engineSwitch((v) => stage.openEngine(dirOf(v), config));
   try {
     return await runPerRecordStage(
@@ -245,7 +261,7 @@ async function serveRecordStage<In, Out, E extends { close(): Promise<void> }>(
         stop$: ctx.stop$,
         operator: (drop) => (in$) =>
           in$.pipe(
-            dropStale(stage, () => lineage.latest().version, ctx, (v) => {
+            dropStale(stage, () => lineage.current().version, ctx, (v) => {
               const stale = stage.staleEvent?.(v);
               if (stale) metrics.stageEvent(stale.event, stale.round);
               drop(stage.inFlightKey(v));
@@ -279,17 +295,19 @@ async function trainerRole(ctx: RoleContext): Promise<void> {
     takeUntil(ctx.stop$),
     decodeOrDeadLetter(bus, scoredTopic, { groupId, deadLetterTopic: T('dead-letter') }),
     concatMap(async (d) => {
-      const current = lineage.latest().version;
-      if (config.strictOnPolicy && d.value.policyVersion < current) {
+      const current = lineage.current().version;
+      const round = lineage.nextRound();
+      // a group of an older policy, or of a round whose version the gate rejected since (its policy sampled on for a fresh round)
+      if (config.strictOnPolicy && (d.value.policyVersion < current || d.value.round < round)) {
         ctx.metrics.stageEvent(stageEvent('train/stale-dropped', { promptId: d.value.promptId, policyVersion: d.value.policyVersion }), d.value.round);
         await commitAll(bus, groupId, [], [d]);
         return;
       }
-      const list = waiting.get(d.value.policyVersion) ?? [];
+      const list = waiting.get(d.value.round) ?? [];
       list.push(d);
-      waiting.set(d.value.policyVersion, list);
-      if (list.length < N || d.value.policyVersion !== current) return;
-      await serveRound(ctx, current + 1, list.splice(0, N), groupId);
+      waiting.set(d.value.round, list);
+      if (list.length < N || d.value.policyVersion !== current || d.value.round !== round) return;
+      await serveRound(ctx, round, list.splice(0, N), groupId);
     }),
   );
   await lastValueFrom(run$, { defaultValue: undefined });
@@ -305,17 +323,20 @@ function promptOf(g: ScoredGroup): PromptRecord {
 async function serveRound(ctx: RoleContext, round: number, consumed: Decoded<ScoredGroup>[], groupId: string): Promise<void> {
   const { bus, config, lineage, T, metrics } = ctx;
   const rlog = ctx.log.child({ round });
-  rlog.info('round starts', { policy: versionLabel(round - 1), groups: consumed.length });
+  rlog.info('round starts', { policy: versionLabel(lineage.current().version), groups: consumed.length });
+  const checkpointDir = join(resolve(ctx.outDir), `v${round}`);
   const executor = new ServiceRoundExecutor(consumed.map((d) => d.value), T, (e) => metrics.stageEvent(e, round), rlog);
   const { versions } = await diceRound(
     {
       round,
       config,
-      dirOf: (v) => lineage.get(v).location,
+      // v_t is on the topic only once the round commits; the health stage reads it where train wrote it
+      dirOf: (v) => (v === round ? checkpointDir : lineage.get(v).location),
       runId: ctx.namespace ?? 'dice',
       roundPrompts: consumed.map((d) => promptOf(d.value)),
       offline: await readWholeTopic(bus, T('offline'), offlineTopic),
-      train: { checkpointDir: join(resolve(ctx.outDir), `v${round}`) },
+      rejected: lineage.rejected(),
+      train: { checkpointDir },
       emit: (e) => metrics.stageEvent(e, round),
     },
     executor,

@@ -3,7 +3,7 @@ import type { TopicBaseName } from '../../topics/registry.ts';
 import type { ScoredGroup } from '../../topics/scored.ts';
 import { roundInputs, type RoundContext, type RoundStage, type StageEvent } from '../stages/stage.ts';
 import type { Logger } from '../util/log.ts';
-import { encoded } from './batch-executor.ts';
+import { alsoOutputs, encoded } from './batch-executor.ts';
 import type { RoundExecutor } from './dice-round.ts';
 
 /**
@@ -33,7 +33,7 @@ export class ServiceRoundExecutor implements RoundExecutor {
     const result = await stage.derive(inputs, deps, ctx);
     const outputs = stage.outputs(result);
     this.held.set(stage.output.topic, outputs);
-    this.outputs.push({ topic: this.T(stage.output.topic), records: outputs.map((v) => encoded(stage.output, v)) });
+    this.outputs.push({ topic: this.T(stage.output.topic), records: outputs.map((v) => encoded(stage.output, v)) }, ...alsoOutputs(stage, result, this.T));
     for (const e of stage.project(result, ctx)) this.emit(e);
     for (const line of stage.logLines(result)) this.log.info(line.msg, line.fields);
     return result;

@@ -5,7 +5,7 @@
  * ({stage, type, time, round, ...fields}).
  */
 
-export type StageName = 'sample' | 'score' | 'alpha' | 'replay' | 'train';
+export type StageName = 'sample' | 'score' | 'alpha' | 'replay' | 'train' | 'health';
 
 export interface StageTimeEvent {
   seconds: number;
@@ -71,6 +71,21 @@ export interface PipelineEvents {
     tokensPerSecond: number;
   };
   'train/stale-dropped': { promptId: string; policyVersion: number };
+  /** The health of v_t before promotion (src/stages/health.ts); null: not measured (no probes). */
+  'health/version': {
+    version: number;
+    parentVersion: number;
+    promoted: boolean;
+    roundAccuracy: number;
+    cumulativeAccuracy: number;
+    previousCumulativeAccuracy: number;
+    rankingTau: number | null;
+    probeLength: number | null;
+    lengthChange: number | null;
+    kl: number | null;
+  };
+  /** The gate rejected v_t: samplers and scorers stay on parentVersion (the monitor's alert line). */
+  'health/gate-failed': { version: number; parentVersion: number; reasons: string };
   'checkpoint/published': { version: number; parentVersion: number | null; referenceVersion: number | null; sha256: string; finalLoss: number | null };
 }
 

@@ -5,6 +5,7 @@ import { pairsTopic, type PreferencePair } from '../../topics/pairs.ts';
 import type { ScorerPort } from '../../operators/ports.ts';
 import { replay } from '../../operators/replay.ts';
 import type { RunConfig } from '../config/schema.ts';
+import { splitHeldOut } from '../dice/held-out.ts';
 import type { ReplayMix } from '../dice/replay.ts';
 import { Scorer } from '../engine/scorer.ts';
 import type { RoundVersions } from '../service/lineage.ts';
@@ -59,7 +60,8 @@ export const replayStage: RoundStage<PreferencePair, TrainingBatch, ReplayDeps, 
             runId: ctx.runId,
             runSeed: config.seed,
             gamma: config.replay.gamma,
-            offline: deps.offline,
+            // the health stage's held-out slice is never replayed
+            offline: splitHeldOut(deps.offline, config.health.heldOutPairs, config.seed).replayable,
             reference: reference ?? { score: async () => [] },
             referenceIsSamplingPolicy: versions.trainingReference === versions.policy,
             chat: usesChatTemplate(config, ctx.dirOf(versions.policy)),

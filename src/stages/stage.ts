@@ -124,9 +124,16 @@ export interface RoundStage<In, Out, Deps, Result, E extends PipelineEventName =
   order: (a: In, b: In) => number;
   derive: (inputs: In[], deps: Deps, ctx: RoundContext) => Promise<Result>;
   outputs: (result: Result) => Out[];
+  /** Records the stage also writes to other topics, in the same unit as its outputs (e.g. health: v_t with its gate decision on checkpoints). */
+  also?: ReadonlyArray<AlsoOutput<Result>>;
   project: (result: Result, ctx: RoundContext) => StageEvent<E>[];
   /** What the executor logs when the stage is done (the e2e tests and users read these lines). */
   logLines: (result: Result) => Array<{ msg: string; fields: Record<string, unknown> }>;
+}
+
+export interface AlsoOutput<Result, T = any> { // eslint-disable-line @typescript-eslint/no-explicit-any
+  side: TopicSide<T>;
+  values: (result: Result) => T[];
 }
 
 /** The round's records of a stage's input, in the stage's order. */

@@ -69,7 +69,7 @@ describe('dice replay', () => {
       [1, 2].flatMap((round) => ['samples', 'scored', 'pairs', 'batches', 'checkpoints'].map((stage) => [round, stage, true])),
     );
     // every stage compared real records: 4 prompts per round, 3 steps, one checkpoint
-    for (const v of report.stages) assert.equal(v.records, { samples: 4, scored: 4, pairs: 4, batches: 3, checkpoints: 1 }[v.stage], `${v.stage} r${v.round}`);
+    for (const v of report.stages) assert.equal(v.records, ({ samples: 4, scored: 4, pairs: 4, batches: 3, checkpoints: 1 } as Record<string, number>)[v.stage], `${v.stage} r${v.round}`);
     // the re-trained weights themselves hash to the recorded checkpoints
     const recorded = await recordedCheckpoints();
     for (const version of [1, 2]) assert.equal(sha256File(join(work, `v${version}`, 'model.safetensors')), recorded.get(version)!.sha256);

@@ -7,6 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { startMonitor, type Monitor } from '../../src/monitor/server.ts';
 import { MetricsEmitter } from '../../src/service/metrics.ts';
+import { stageEvent } from '../../src/stages/stage.ts';
 import { checkpointsTopic } from '../../topics/checkpoints.ts';
 import { openEmbeddedBus, type EmbeddedBus } from '../../topics/embedded.ts';
 import { createPipelineTopics, topicName } from '../../topics/registry.ts';
@@ -130,6 +131,27 @@ describe('dashboard in chromium', () => {
 
     await mkdir('test-artifacts', { recursive: true });
     await page.screenshot({ path: 'test-artifacts/monitor.png', fullPage: true });
+    assert.deepEqual(pageErrors, []);
+  });
+
+  it('shows each version’s health, promoted/rejected marks on the checkpoint timeline, and an alert line when the gate fails', async () => {
+    const metrics = new MetricsEmitter(bus, NS);
+    const health = (version: number, promoted: boolean, rankingTau: number | null) =>
+      stageEvent('health/version', { version, parentVersion: version - 1, promoted, roundAccuracy: promoted ? 0.75 : 0.25, cumulativeAccuracy: promoted ? 0.8 : 0.4, previousCumulativeAccuracy: 0.7, rankingTau, probeLength: 42, lengthChange: promoted ? 0.05 : 0.5, kl: 1.25 });
+    metrics.stageEvent(health(1, true, 0.5), 1);
+    metrics.stageEvent(health(2, false, null), 2);
+    metrics.stageEvent(stageEvent('health/gate-failed', { version: 2, parentVersion: 1, reasons: 'held-out accuracy of the round reward 0.25 < 0.5' }), 2);
+    await metrics.flush();
+    await page.waitForFunction(() => document.querySelectorAll('#health tbody tr').length === 2);
+    const rows = await page.$$eval('#health tbody tr', (rs) => rs.map((r) => [r.className, ...[...(r as HTMLTableRowElement).cells].slice(1).map((c) => c.textContent)]));
+    assert.deepEqual(rows, [
+      ['rejected', '2', '1', 'rejected', '0.250', '0.400 (0.700)', '–', '42.0 (+50.0 %)', '1.250'],
+      ['promoted', '1', '0', 'promoted', '0.750', '0.800 (0.700)', '0.500', '42.0 (+5.0 %)', '1.250'],
+    ]);
+    const marks = await page.$$eval('#checkpoints tbody tr', (rs) => rs.map((r) => [r.className, (r as HTMLTableRowElement).cells[1].textContent, (r as HTMLTableRowElement).cells[7].textContent]));
+    assert.deepEqual(marks, [['rejected', '2', 'rejected'], ['promoted', '1', 'promoted']]);
+    const alerts = await page.$$eval('#alerts li', (ls) => ls.map((l) => l.textContent));
+    assert.deepEqual(alerts, ['health gate failed: v2 rejected, samplers and scorers stay on v1 — held-out accuracy of the round reward 0.25 < 0.5']);
     assert.deepEqual(pageErrors, []);
   });
 

@@ -16,9 +16,10 @@ const appJs = readFileSync(fileURLToPath(new URL('../../src/monitor/page/app.js'
 
 test('the page reads exactly the typed fields of page-fields.ts, and some stage emits each event it reads', () => {
   assert.equal(everyPageEventIsProduced, true);
-  const reads = [...appJs.matchAll(/field\(e, '([^']+)', '([^']+)'\)/g)].map((m) => `${m[1]}.${m[2]}`);
+  const reads = [...appJs.matchAll(/(?:field|flag|text)\(e, '([^']+)', '([^']+)'\)/g)].map((m) => `${m[1]}.${m[2]}`);
   const listed = Object.entries(PAGE_READS).flatMap(([kind, fields]) => fields.map((f) => `${kind}.${f}`));
   assert.ok(reads.length > 0, 'app.js reads fields through field(e, kind, name)');
+  assert.ok(reads.includes('health/version.promoted') && reads.includes('health/gate-failed.reasons'), 'booleans and texts are read through flag/text');
   assert.deepEqual([...new Set(reads)].sort(), [...listed].sort(), 'app.js field(...) reads = PAGE_READS');
   // the only other named reads are of checkpoint records; nothing guesses at alternative names
   const plain = [...appJs.matchAll(/num\(e, '([^']+)'\)/g)].map((m) => m[1]);

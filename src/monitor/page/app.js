@@ -26,6 +26,16 @@ function field(e, kind, name) {
   return `${e.stage}/${e.type}` === kind ? num(e, name) : undefined;
 }
 
+/** A boolean field of one metrics event type (listed in page-fields.ts like field's). */
+function flag(e, kind, name) {
+  return `${e.stage}/${e.type}` === kind && typeof e[name] === 'boolean' ? e[name] : undefined;
+}
+
+/** A text field of one metrics event type (listed in page-fields.ts like field's). */
+function text(e, kind, name) {
+  return `${e.stage}/${e.type}` === kind && typeof e[name] === 'string' ? e[name] : undefined;
+}
+
 function str(v) {
   return v === undefined || v === null ? '–' : String(v);
 }
@@ -231,8 +241,10 @@ const state = { events: 0, round: undefined, policy: undefined, reference: undef
 function resetState() {
   for (const c of Object.values(charts)) c.reset();
   Object.assign(state, { events: 0, round: undefined, policy: undefined, reference: undefined });
-  for (const id of ['checkpoints', 'evaluations', 'event-log']) $(id).tBodies[0].replaceChildren();
+  for (const id of ['checkpoints', 'evaluations', 'event-log', 'health']) $(id).tBodies[0].replaceChildren();
+  $('alerts').replaceChildren();
   checkpointRows.clear();
+  gateDecisions.clear();
   renderFacts();
 }
 
@@ -280,6 +292,27 @@ function upsertCheckpoint(version, cells) {
   }
   prependRow('checkpoints', cells);
   if (version !== undefined) checkpointRows.set(String(version), $('checkpoints').tBodies[0].rows[0]);
+  markGate(version);
+}
+
+/** The health gate's decision per version: a promoted/rejected mark on its timeline row (whichever arrives first). */
+const gateDecisions = new Map();
+function markGate(version) {
+  const row = version === undefined ? undefined : checkpointRows.get(String(version));
+  const promoted = gateDecisions.get(String(version));
+  if (!row || !row.isConnected || promoted === undefined) return;
+  row.className = promoted ? 'promoted' : 'rejected';
+  row.cells[row.cells.length - 1].textContent = promoted ? 'promoted' : 'rejected';
+}
+
+function fixed(v, digits = 3) {
+  return v === undefined ? '–' : v.toFixed(digits);
+}
+
+function alertLine(message) {
+  const li = document.createElement('li');
+  li.textContent = message;
+  $('alerts').prepend(li);
 }
 
 function timeText(ms) {
@@ -330,7 +363,39 @@ function apply(e) {
     const reference = field(e, 'checkpoint/published', 'referenceVersion') ?? num(e, 'referenceVersion');
     setVersions(version, parent);
     const metrics = e.metrics && typeof e.metrics === 'object' ? JSON.stringify(e.metrics) : otherFields(e, new Set([...IDENTITY_FIELDS, 'version', 'parentVersion', 'referenceVersion', 'sha256', 'key', 'location', 'createdAt']));
-    upsertCheckpoint(version, [timeText(e.time), str(version), str(parent), str(reference), str(e.round), typeof e.sha256 === 'string' ? e.sha256.slice(0, 16) : '–', metrics.length > 300 ? `${metrics.slice(0, 300)}…` : metrics]);
+    upsertCheckpoint(version, [timeText(e.time), str(version), str(parent), str(reference), str(e.round), typeof e.sha256 === 'string' ? e.sha256.slice(0, 16) : '–', metrics.length > 300 ? `${metrics.slice(0, 300)}…` : metrics, '–']);
+    return true;
+  }
+
+  // The health of a new version and the gate's decision (src/stages/health.ts).
+  const checked = field(e, 'health/version', 'version');
+  if (checked !== undefined) {
+    const promoted = flag(e, 'health/version', 'promoted');
+    const change = field(e, 'health/version', 'lengthChange');
+    const length = field(e, 'health/version', 'probeLength');
+    prependRow(
+      'health',
+      [
+        timeText(e.time),
+        str(checked),
+        str(field(e, 'health/version', 'parentVersion')),
+        promoted === undefined ? '–' : promoted ? 'promoted' : 'rejected',
+        fixed(field(e, 'health/version', 'roundAccuracy')),
+        `${fixed(field(e, 'health/version', 'cumulativeAccuracy'))} (${fixed(field(e, 'health/version', 'previousCumulativeAccuracy'))})`,
+        fixed(field(e, 'health/version', 'rankingTau')),
+        length === undefined ? '–' : `${length.toFixed(1)} (${change === undefined ? '–' : `${change >= 0 ? '+' : ''}${(100 * change).toFixed(1)} %`})`,
+        fixed(field(e, 'health/version', 'kl')),
+      ],
+      promoted === undefined ? '' : promoted ? 'promoted' : 'rejected',
+    );
+    if (promoted !== undefined) gateDecisions.set(String(checked), promoted);
+    markGate(checked);
+    return true;
+  }
+  const rejected = field(e, 'health/gate-failed', 'version');
+  if (rejected !== undefined) {
+    const from = field(e, 'health/gate-failed', 'parentVersion');
+    alertLine(`health gate failed: v${rejected} rejected, samplers and scorers stay on v${str(from)} — ${text(e, 'health/gate-failed', 'reasons') ?? ''}`);
     return true;
   }
 
