@@ -81,12 +81,11 @@ const out: {
 let best = { threads, tokensPerS: -1 };
 for (const t of threadChoices) {
   // ggml's CPU threads spin at barriers: on a busy machine fewer threads can be much faster, so the
-  // peer runs with the faster of the candidate thread counts, probed on a short batched run
+  // peer runs with the faster of the candidate thread counts, probed on a short run
   const llama = await getLlama({ gpu: false, build: 'never', logLevel: LlamaLogLevel.error, maxThreads: t });
   const model = await llama.loadModel({ modelPath });
   out.llamaCpp = `node-llama-cpp ${llama.buildType} build (llama.cpp release ${llama.llamaCppRelease.release})`;
-  const B = Math.min(...batches);
-  const tps = (B * 8) / (await timeBatch(model, B, 8, t));
+  const tps = 8 / (await timeBatch(model, 1, 8, t)); // one sequence: short even where spinning threads crawl
   out.threadProbe.push({ threads: t, tokens_per_s: tps });
   if (tps > best.tokensPerS) best = { threads: t, tokensPerS: tps };
   await model.dispose();
