@@ -1,5 +1,5 @@
 /**
- * Profile of one DPO train step (the fused step graph) with onnxruntime's profiler: kernel time per
+ * Profile of one DPO train step (its grads graph run) with onnxruntime's profiler: kernel time per
  * op type, grouped by phase (forward / backward, from the order the graph emits them), of the last
  * of the timed steps, the host AdamW update's time, and the step's peak RSS.
  *

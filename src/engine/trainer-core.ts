@@ -43,6 +43,8 @@ export interface TrainerOptions {
   /** Longest sequence (rows of the RoPE tables); default config.maxPositionEmbeddings. */
   maxPositions?: number;
   padTokenId?: number;
+  /** Whether onnxruntime's idle intra-op threads spin (its default: yes); see SessionConfig.spinning. */
+  spinning?: boolean;
   /** onnxruntime's profiler on the train sessions: JSON files with this prefix, written on release(). */
   profileFilePrefix?: string;
   /**
@@ -185,6 +187,7 @@ export class TrainerCore {
         // onnxruntime's x·sigmoid(x) → QuickGelu fusion has no float64 kernel
         optimization: this.dtype === 'float64' ? 'basic' : 'all',
         profileFilePrefix: this.options.profileFilePrefix ? `${this.options.profileFilePrefix}-${kind}` : undefined,
+        spinning: this.options.spinning,
       });
       s.catch(() => this.sessions.delete(kind));
       this.sessions.set(kind, s);
@@ -398,7 +401,7 @@ export class TrainerCore {
  */
 async function createTrainSession(
   model: Uint8Array,
-  cfg: { provider: ExecutionProvider; threads: number; optimization: 'basic' | 'all'; profileFilePrefix?: string },
+  cfg: { provider: ExecutionProvider; threads: number; optimization: 'basic' | 'all'; profileFilePrefix?: string; spinning?: boolean },
 ): Promise<ort.InferenceSession> {
   checkProvider(cfg.provider);
   try {
@@ -411,6 +414,7 @@ async function createTrainSession(
       enableCpuMemArena: false,
       enableMemPattern: false,
       ...(cfg.profileFilePrefix ? { enableProfiling: true, profileFilePrefix: cfg.profileFilePrefix } : {}),
+      ...(cfg.spinning === undefined ? {} : { extra: { session: { intra_op: { allow_spinning: cfg.spinning ? '1' : '0' } } } }),
     });
   } catch (err) {
     throw new Error(`onnxruntime could not load the train graph on '${cfg.provider}': ${(err as Error).message}`);

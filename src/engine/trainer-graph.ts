@@ -77,7 +77,7 @@ export function trainGraphPhases(g: GraphBuilder): Map<string, TrainPhase> {
 export const gradName = (p: string) => `grad.${p}`;
 export const accName = (p: string) => `acc.${p}`;
 
-/** Scalar/vector metric outputs of the grads and step graphs. */
+/** Scalar/vector metric outputs of the grads graph. */
 export const METRIC_OUTPUTS = ['loss', 'units', 'correct_sum', 'margin_sum', 'chosen_reward_sum', 'rejected_reward_sum', 'policy_logps'] as const;
 
 function emitLossAndGrads(g: GraphBuilder, spec: TrainGraphSpec): Map<string, string> {
