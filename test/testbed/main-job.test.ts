@@ -80,7 +80,9 @@ test('dice start --seeds: the job per seed (each seed its own table and report),
   assert.match(r.stdout, /Table 1 \(arena, seed 6\)/);
   const summary = readFileSync(join(root, 'report-seeds', 'seeds.txt'), 'utf8').trimEnd().split('\n');
   assert.match(summary[0], /seed\s+Base LC\s+Offline DPO it2\s+DICE it2\s+DICE − base\s+DICE − offline\s+checks passed/);
-  assert.deepEqual(summary.slice(2).map((l) => l.trim().split(/\s+/)[0]), ['5', '6']);
+  assert.deepEqual(summary.slice(2, 4).map((l) => l.trim().split(/\s+/)[0]), ['5', '6']);
+  assert.match(summary[4], /^mean ± s\.e\.\s+\d+\.\d ± \d+\.\d/); // the headline over the seeds
+  assert.equal(summary.length, 5);
   assert.ok(r.stdout.includes(summary.join('\n')), 'the printed summary is the saved one');
   // Seed 5's numbers are those of the single-seed run.
   const single = JSON.parse(readFileSync(join(root, 'report-a', 'report.json'), 'utf8'));
