@@ -6,7 +6,7 @@
  *
  *   node --import tsx bench/engine-op-profile.ts [--model DIR --threads 2 --batch 64 --past 64 --steps 3 --no-spin]
  */
-import { readFileSync, rmSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { buildDecodeStepGraph, pastKeyName, pastValueName } from '../src/model/llama-graph.ts';
@@ -49,7 +49,9 @@ let logits = new Float32Array(0) as Float32Array<ArrayBufferLike>;
 const t0 = performance.now();
 for (let s = 0; s < steps; s++) logits = (await session.run(feeds)).logits.data as Float32Array;
 const stepMs = (performance.now() - t0) / steps;
-const file = session.endProfiling() as unknown as string | undefined;
+session.endProfiling();
+// onnxruntime names the file <prefix>_<date>.json
+const file = join('/tmp', readdirSync('/tmp').find((f) => f.startsWith(`dice-op-profile-${process.pid}_`) && f.endsWith('.json'))!);
 const V = config.vocabSize;
 const t1 = performance.now();
 const r = new Rng(3);
@@ -60,7 +62,7 @@ for (let b = 0; b < B; b++) {
 }
 const hostMs = performance.now() - t1;
 
-const events = JSON.parse(readFileSync(file ?? `${prefix}.json`, 'utf8')) as Array<{ cat: string; name: string; dur: number; args?: { op_name?: string } }>;
+const events = JSON.parse(readFileSync(file, 'utf8')) as Array<{ cat: string; name: string; dur: number; args?: { op_name?: string } }>;
 const byOp = new Map<string, number>();
 let total = 0;
 for (const e of events) {
@@ -69,7 +71,7 @@ for (const e of events) {
   byOp.set(op, (byOp.get(op) ?? 0) + e.dur / 1000 / (steps + 1));
   total += e.dur / 1000 / (steps + 1);
 }
-rmSync(file ?? `${prefix}.json`, { force: true });
+rmSync(file, { force: true });
 console.log(`decode step, batch ${B}, ${P} cached columns, ${threads} threads: ${stepMs.toFixed(0)} ms per step (wall), ${total.toFixed(0)} ms in kernels; host sampling of its ${B} rows ${hostMs.toFixed(0)} ms`);
 for (const [op, ms] of [...byOp].sort((a, b) => b[1] - a[1]).slice(0, 14)) console.log(`  ${op.padEnd(22)} ${ms.toFixed(1).padStart(8)} ms  ${((100 * ms) / total).toFixed(1).padStart(5)}%`);
 console.log(`load average ${(await import('node:os')).loadavg().map((x) => x.toFixed(1)).join(' ')}`);
