@@ -4,9 +4,8 @@ import type { LlamaConfig } from '../src/model/llama-config.ts';
 import { GraphBuilder, serializeModel } from '../src/onnx/builder.ts';
 import { createSession } from '../src/onnx/session.ts';
 
-/** The machine's fp32 reference for benchmarks: GFLOP/s of a 2048² MatMul on onnxruntime (best of 3 after a warm-up). */
-export async function matmulPeakGflops(threads: number): Promise<number> {
-  const n = 2048;
+/** The machine's fp32 reference for benchmarks: GFLOP/s of an n × n MatMul (2048² as quoted) on onnxruntime (best of 3 after a warm-up). */
+export async function matmulPeakGflops(threads: number, n = 2048): Promise<number> {
   const g = new GraphBuilder('peak');
   const a = g.input('a', 'float32', [n, n]);
   const b = g.input('b', 'float32', [n, n]);

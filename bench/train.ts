@@ -29,7 +29,7 @@ import type { LlamaConfig } from '../src/model/llama-config.ts';
 import { TrainerCore } from '../src/engine/trainer-core.ts';
 import type { PreferencePair } from '../src/engine/trainer-batch.ts';
 import { benchModelDir, makeBenchBatch } from './train-batch.ts';
-import { matmulPeakGflops } from './matmul-peak.ts';
+import { matmulPeakGflops } from './peak.ts';
 import { parseLoraFlag } from '../src/cli/lora-flag.ts';
 
 function arg(name: string, fallback: string): string {
