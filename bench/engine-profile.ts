@@ -2,7 +2,7 @@
  * Profile of one sampling run in this thread (no worker): time split of SamplerCore.generate
  * (onnxruntime runs, host sampling, cache moves) and peak RSS, on the bench model.
  *
- *   node --import tsx bench/engine-profile.ts [--threads 2 --batch 16 --new-tokens 128 --repeats 1 --no-spin]
+ *   node --import tsx bench/engine-profile.ts [--model DIR --threads 2 --batch 16 --new-tokens 128 --repeats 1 --no-spin]
  */
 import { join } from 'node:path';
 import { SamplerCore } from '../src/engine/sampler-core.ts';
@@ -18,9 +18,10 @@ const B = Number(arg('batch', '16'));
 const newTokens = Number(arg('new-tokens', '128'));
 const repeats = Number(arg('repeats', '1'));
 const mb = (b: number) => (b / 2 ** 20).toFixed(0);
-const m = loadModel(join('.dice', 'bench', 'smollm2-135m'));
+const modelDir = arg('model', join('.dice', 'bench', 'smollm2-135m'));
+const m = loadModel(modelDir);
 const spinning = process.argv.includes('--no-spin') ? false : undefined;
-const core = await SamplerCore.create(m.config, m.weights, { threads, spinning }, true, join('.dice', 'bench', 'smollm2-135m'));
+const core = await SamplerCore.create(m.config, m.weights, { threads, spinning }, true, modelDir);
 console.log(`after create: rss ${mb(process.memoryUsage().rss)} MiB, peak ${mb(process.resourceUsage().maxRSS * 1024)} MiB`);
 const rng = new Rng(0);
 const requests = Array.from({ length: B }, (_, i) => ({ promptId: `p${i}`, promptTokenIds: Array.from({ length: 32 }, () => 3 + rng.int(997)), k: 1, seed: 1 }));

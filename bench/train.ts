@@ -24,12 +24,12 @@ import { availableParallelism, loadavg } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { loadModel } from '../src/model/load.ts';
-import { llamaParameterShapes } from '../src/model/llama-graph.ts';
 import type { LlamaConfig } from '../src/model/llama-config.ts';
 import { TrainerCore } from '../src/engine/trainer-core.ts';
 import type { PreferencePair } from '../src/engine/trainer-batch.ts';
 import { benchModelDir, makeBenchBatch } from './train-batch.ts';
-import { matmulPeakGflops } from './matmul-peak.ts';
+import { matmulParams, matmulPeakGflops } from './peak.ts';
+import { parseLoraFlag } from '../src/cli/lora-flag.ts';
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -43,6 +43,8 @@ const microBatch = arg('micro-batch', '0') === '0' ? undefined : Number(arg('mic
 const modelArg = arg('model', '');
 const noSpin = process.argv.includes('--no-spin');
 const shapes = modelArg ? [basename(resolve(modelArg))] : arg('shapes', quick ? 'tiny' : 'tiny,smollm2-135m').split(',');
+/** --lora SPEC: LoRA against full fine-tuning and against PyTorch + peft (bench/train-lora.ts). */
+const loraSpec = arg('lora', '');
 
 interface Result {
   shape: string;
@@ -58,12 +60,9 @@ interface Result {
 }
 
 function modelFlopsPerStep(config: LlamaConfig, rows: number, length: number): number {
-  let matmulParams = 0;
-  for (const [name, shape] of llamaParameterShapes(config)) if (shape.length === 2 && name !== 'model.embed_tokens.weight') matmulParams += shape[0] * shape[1];
-  matmulParams += config.vocabSize * config.hiddenSize; // lm_head (tied or not)
   const tokens = rows * length;
   const attention = 12 * config.numLayers * length * config.numHeads * config.headDim;
-  return tokens * (6 * matmulParams + attention);
+  return tokens * (6 * matmulParams(config) + attention);
 }
 
 /** Child process: one (shape, case) measured on its own. */
@@ -75,7 +74,8 @@ async function child(shape: string, kase: string): Promise<void> {
   const batch = makeBenchBatch(model.config, pairs, length);
   const batchFile = join('.dice', 'bench', `train-batch-${shape}-${kase}.json`);
   writeFileSync(batchFile, JSON.stringify(batch));
-  const trainer = new TrainerCore(model.config, model.weights, { loss: 'dpo', beta: 0.1, lr: 1e-5, warmupSteps: 0, threads, maxPositions: length, microBatch, spinning: noSpin ? false : undefined });
+  const lora = loraSpec ? { config: parseLoraFlag(loraSpec) } : undefined; // LoRA hook (bench/train-lora.ts)
+  const trainer = new TrainerCore(model.config, model.weights, { loss: 'dpo', beta: 0.1, lr: 1e-5, warmupSteps: 0, threads, maxPositions: length, microBatch, lora, spinning: noSpin ? false : undefined });
   model.weights.clear();
   const ppairs: PreferencePair[] = batch.promptTokenIds.map((p, i) => ({
     promptTokenIds: p,
@@ -122,6 +122,7 @@ function python(): string | null {
 
 async function main(): Promise<void> {
   if (process.argv[2] === '--child') return child(process.argv[3], process.argv[4]);
+  if (loraSpec) return (await import('./train-lora.ts')).loraBench({ shapes, cases, threads, steps, microBatch, lora: loraSpec, torch: !process.argv.includes('--no-torch') });
   mkdirSync(join('.dice', 'bench'), { recursive: true });
   const py = process.argv.includes('--no-torch') ? null : python();
   console.log(`bench:train  threads=${threads}  steps=${steps} (+1 warm-up)${noSpin ? '  no spinning (both sides)' : ''}  onnxruntime ${ort.env.versions.common}  ${py ? `peer: ${py}` : 'no PyTorch peer'}`);

@@ -1,10 +1,10 @@
-import { concatMap, from, type OperatorFunction } from 'rxjs';
+import type { OperatorFunction } from 'rxjs';
 import type { PromptRecord } from '../topics/prompts.ts';
 import type { SamplesGroup } from '../topics/samples.ts';
 import { charLength } from '../src/dice/reward.ts';
 import type { GenerateParams } from '../src/engine/sampler.ts';
 import { deriveSeed } from '../src/util/random.ts';
-import { batchUpTo } from './batch-up-to.ts';
+import { alone, answerInBatches, type BatchOf } from './engine-batches.ts';
 import type { Rejected, SamplerPort } from './ports.ts';
 
 export interface SampleOptions {
@@ -18,9 +18,30 @@ export interface SampleOptions {
   params: Partial<GenerateParams>;
   /** Render prompts through the model's chat template. */
   chat: boolean;
-  /** Prompts per engine call (default 8): the engine batches their K samples together. */
-  promptsPerCall?: number;
-  maxWaitMs?: number;
+  /**
+   * The engine batch of each prompt (e.g. `promptChunks`; default: each prompt alone). Each batch is
+   * sampled whole when its first member arrives, whatever arrives when, so every sample's float
+   * rounding is fixed by the round's prompt list alone.
+   */
+  chunkOf?: BatchOf<PromptRecord>;
+}
+
+/**
+ * The engine batches of a round as a rule independent of timing and restarts: the round's prompts in
+ * their fixed order, cut into consecutive chunks of `promptsPerChunk`; a prompt's batch is its chunk
+ * (all of it, including members already answered before a restart). undefined: not a round prompt.
+ */
+export function promptChunks<P extends { promptId: string }>(roundPrompts: readonly P[], promptsPerChunk: number): (promptId: string) => readonly P[] | undefined {
+  if (!Number.isInteger(promptsPerChunk) || promptsPerChunk < 1) throw new Error(`prompt chunks: prompts per chunk must be an integer ≥ 1, got ${promptsPerChunk}`);
+  const chunks = new Map<string, readonly P[]>();
+  for (let start = 0; start < roundPrompts.length; start += promptsPerChunk) {
+    const chunk = roundPrompts.slice(start, start + promptsPerChunk);
+    for (const p of chunk) {
+      if (chunks.has(p.promptId)) throw new Error(`prompt chunks: prompt id ${p.promptId} appears twice in the round`);
+      chunks.set(p.promptId, chunk);
+    }
+  }
+  return (promptId) => chunks.get(promptId);
 }
 
 /**
@@ -32,12 +53,7 @@ export interface SampleOptions {
  *   p1-p2-p3-|  sample  --g1-g2-g3-|      (a prompt the engine refuses becomes a Rejected)
  */
 export function sample(options: SampleOptions): OperatorFunction<PromptRecord, SamplesGroup | Rejected> {
-  return (prompts$) =>
-    prompts$.pipe(
-      batchUpTo(options.promptsPerCall ?? 8, options.maxWaitMs ?? 50),
-      concatMap((prompts) => sampleBatch(prompts, options)),
-      concatMap((items) => from(items)),
-    );
+  return answerInBatches((p) => p.promptId, options.chunkOf ?? alone(), (prompts) => sampleBatch(prompts, options));
 }
 
 /** One engine call for a batch of prompts: a samples group per prompt, or a Rejected naming why. */

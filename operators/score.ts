@@ -1,8 +1,8 @@
-import { concatMap, filter, from, type OperatorFunction } from 'rxjs';
+import { filter, type OperatorFunction } from 'rxjs';
 import type { SamplesGroup } from '../topics/samples.ts';
 import type { ScoredGroup } from '../topics/scored.ts';
 import { implicitReward } from '../src/dice/reward.ts';
-import { batchUpTo } from './batch-up-to.ts';
+import { alone, answerInBatches, type BatchOf } from './engine-batches.ts';
 import type { ScorerPort } from './ports.ts';
 
 export interface ScoreOptions {
@@ -17,8 +17,8 @@ export interface ScoreOptions {
    */
   expectedPolicyVersion?: number;
   onStale?: (group: SamplesGroup) => void;
-  groupsPerCall?: number;
-  maxWaitMs?: number;
+  /** The reference pass of each group, by `${promptId}@${policyVersion}` (default: each group alone; see sample's chunkOf). */
+  chunkOf?: BatchOf<SamplesGroup>;
 }
 
 /**
@@ -36,10 +36,13 @@ export function score(options: ScoreOptions): OperatorFunction<SamplesGroup, Sco
         if (!fresh) options.onStale?.(g);
         return fresh;
       }),
-      batchUpTo(options.groupsPerCall ?? 4, options.maxWaitMs ?? 50),
-      concatMap((groups) => scoreBatch(groups, options)),
-      concatMap((gs) => from(gs)),
+      answerInBatches(scoreKey, options.chunkOf ?? alone(), (groups) => scoreBatch(groups, options)),
     );
+}
+
+/** A samples group's key in flight: a prompt may come back under a newer policy (dice serve). */
+export function scoreKey(g: SamplesGroup): string {
+  return `${g.promptId}@${g.policyVersion}`;
 }
 
 /** One reference pass over the responses of several groups; rewards from the recorded policy log-probs. */

@@ -4,7 +4,9 @@ Prints RESULT {"stepSeconds", "steps", "peakRssMb", "loss", "matmulPeakGflops"} 
 warm-up step; torch's 2048² fp32 MatMul peak measured after the steps).
   python tools/bench_train_torch.py --model DIR --batch FILE.json [--threads N --steps S --micro-batch P]
 With --micro-batch P the step accumulates gradients over micro-batches of P pairs (2P rows), as the
-trainer does; 0 = the whole batch at once.
+trainer does; 0 = the whole batch at once. With --lora r=16,alpha=32,targets=q,k,v,o,gate,up,down the
+model is wrapped by peft (LoraConfig, dropout 0) and only the adapter is trained (AdamW and clipping
+over the adapter's parameters), as `dice train --lora` does.
 """
 import argparse
 import json
@@ -17,6 +19,23 @@ import torch.nn.functional as F
 from transformers import AutoModelForCausalLM
 
 
+def with_lora(model, spec):
+    """peft LoRA from the --lora flag's syntax (r=…,alpha=…,targets=q,k,…)."""
+    from peft import LoraConfig, get_peft_model
+
+    fields, key = {}, None
+    for part in spec.split(","):
+        if "=" in part:
+            key, value = part.split("=", 1)
+            fields[key] = [value] if key == "targets" else float(value)
+        else:
+            fields[key].append(part)
+    module = {"q": "q_proj", "k": "k_proj", "v": "v_proj", "o": "o_proj", "gate": "gate_proj", "up": "up_proj", "down": "down_proj"}
+    cfg = LoraConfig(r=int(fields["r"]), lora_alpha=fields["alpha"], lora_dropout=0.0, bias="none", task_type="CAUSAL_LM",
+                     target_modules=[module[t] for t in fields["targets"]])
+    return get_peft_model(model, cfg)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True)
@@ -25,9 +44,12 @@ def main():
     ap.add_argument("--steps", type=int, default=2)
     ap.add_argument("--beta", type=float, default=0.1)
     ap.add_argument("--micro-batch", type=int, default=0)
+    ap.add_argument("--lora", default="")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model = AutoModelForCausalLM.from_pretrained(args.model, torch_dtype=torch.float32)
+    if args.lora:
+        model = with_lora(model, args.lora)
     model.train()
     b = json.load(open(args.batch))
     P = len(b["promptTokenIds"])
@@ -42,7 +64,8 @@ def main():
         mask[i, : len(r)] = 1
         rmask[i, plen[i] - 1 : len(r) - 1] = 1
     ref = torch.tensor(b["refChosen"] + b["refRejected"])
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-5, weight_decay=0.0)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-5, weight_decay=0.0)
 
     micro = args.micro_batch or P
 
@@ -62,7 +85,7 @@ def main():
             loss.backward()
             total_loss += loss.item()
             del logits, lp, seq, rho, loss
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         return total_loss
 

@@ -4,11 +4,12 @@
 Usage: /work/pyenv/bin/python tools/read_archive.py DIR [--show TOPIC] [--rows N]
 
 For every topic in DIR/manifest.json: opens DIR/<file> with pyarrow.parquet, prints its schema
-summary, row count and row groups, and checks that the rows match the manifest (count, decode
-errors) and that (bus_partition, bus_offset) is unique. --show prints the first N rows of one
+summary, row count and row groups, and checks that the file's sha256 and rows match the manifest
+(count, decode errors) and that (bus_partition, bus_offset) is unique. --show prints the first N rows of one
 topic as Python dicts (raw values shortened). Exits 1 on any mismatch.
 """
 import argparse
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -44,6 +45,9 @@ def main() -> int:
     problems = []
     for t in manifest["topics"]:
         path = args.dir / t["file"]
+        sha = hashlib.sha256(path.read_bytes()).hexdigest()
+        if sha != t.get("sha256"):
+            problems.append(f"{t['file']}: sha256 {sha}, manifest says {t.get('sha256')}")
         pf = pq.ParquetFile(path)
         table = pf.read()
         n = table.num_rows

@@ -1,14 +1,12 @@
 import Database from 'better-sqlite3';
-import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, resolve } from 'node:path';
-import { Observable, type Subscriber } from 'rxjs';
+import { Observable } from 'rxjs';
 import type {
   Bus,
   ConsumedRecord,
   ConsumeOptions,
-  Headers,
   ProduceRecord,
   RecordPosition,
   StartPosition,
@@ -16,8 +14,11 @@ import type {
   TopicInfo,
   TopicRecords,
 } from './bus.ts';
-import { OffsetTracker } from './offset-tracker.ts';
+import { openBusDatabase } from './embedded-file.ts';
+import { GroupMember, liveMembers, sleep, type MemberHost, type PartitionState } from './embedded-member.ts';
+import { prepareStore, type EmbeddedBusOptions, type StoreStatements, type TopicMeta } from './embedded-store.ts';
 import { partitionForKey } from './partitioner.ts';
+import { checkTopicName } from './topic-name.ts';
 
 /**
  * The embedded bus: every topic, offset and group membership lives in one SQLite file (WAL mode).
@@ -42,45 +43,14 @@ import { partitionForKey } from './partitioner.ts';
  * older than the session timeout.
  */
 
-export interface EmbeddedBusOptions {
-  /** 'normal' (default) or 'full'; see above. */
-  synchronous?: 'normal' | 'full';
-  /** A member whose heartbeat is older than this is dead (other hosts, hung processes). Default 10 s. */
-  sessionTimeoutMs?: number;
-  /** Longest idle sleep between polls for records written by other processes. Default 50 ms. */
-  maxPollIntervalMs?: number;
-  /** Records read per partition per fetch. Default 256. */
-  fetchRecords?: number;
-  /** How long close() waits for in-flight records to be committed. Default 30 s. */
-  drainTimeoutMs?: number;
-}
+export type { EmbeddedBusOptions } from './embedded-store.ts';
 
-/** Members alive in this process, across every EmbeddedBus instance (several may share one file). */
-const liveMembers = new Set<string>();
-
-const TOPIC_NAME = /^[A-Za-z0-9._-]{1,249}$/;
-const HEARTBEAT_MS = 200;
-
-interface TopicMeta {
-  name: string;
-  partitions: number;
-  /** tp ids (rowid of `partitions`) indexed by partition number. */
-  tps: number[];
-}
-
-interface RecordRow {
-  off: number;
-  ts: number;
-  key: string | null;
-  headers: string | null;
-  value: Buffer;
-}
 
 export async function openEmbeddedBus(path: string, options: EmbeddedBusOptions = {}): Promise<EmbeddedBus> {
   return new EmbeddedBus(path, options);
 }
 
-export class EmbeddedBus implements Bus {
+export class EmbeddedBus implements Bus, MemberHost {
   readonly url: string;
   readonly db: Database.Database;
   private readonly options: Required<EmbeddedBusOptions>;
@@ -91,7 +61,7 @@ export class EmbeddedBus implements Bus {
   readonly owners = new Map<string, PartitionState>();
   private waiters: Array<() => void> = [];
   private closed = false;
-  private readonly stmts;
+  private readonly stmts: StoreStatements;
   readonly host = hostname();
 
   constructor(path: string, options: EmbeddedBusOptions = {}) {
@@ -101,78 +71,16 @@ export class EmbeddedBus implements Bus {
       maxPollIntervalMs: options.maxPollIntervalMs ?? 50,
       fetchRecords: options.fetchRecords ?? 256,
       drainTimeoutMs: options.drainTimeoutMs ?? 30_000,
+      mustExist: options.mustExist ?? false,
     };
     const file = resolve(path);
-    mkdirSync(dirname(file), { recursive: true });
+    if (!this.options.mustExist) mkdirSync(dirname(file), { recursive: true });
     this.url = `embedded:${file}`;
-    this.db = new Database(file);
+    this.db = openBusDatabase(file, { mustExist: options.mustExist });
     this.db.pragma('journal_mode = WAL');
     this.db.pragma(`synchronous = ${this.options.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
     this.db.pragma('busy_timeout = 10000');
-    this.db.exec(`
-      CREATE TABLE IF NOT EXISTS topics(name TEXT PRIMARY KEY, partitions INTEGER NOT NULL, created_ms INTEGER NOT NULL);
-      CREATE TABLE IF NOT EXISTS partitions(tp INTEGER PRIMARY KEY, topic TEXT NOT NULL, partition INTEGER NOT NULL,
-        next_offset INTEGER NOT NULL, UNIQUE(topic, partition));
-      CREATE TABLE IF NOT EXISTS records(tp INTEGER NOT NULL, off INTEGER NOT NULL, ts INTEGER NOT NULL, key TEXT,
-        headers TEXT, value BLOB NOT NULL, PRIMARY KEY(tp, off));
-      CREATE TABLE IF NOT EXISTS offsets(group_id TEXT NOT NULL, tp INTEGER NOT NULL, committed INTEGER NOT NULL,
-        PRIMARY KEY(group_id, tp)) WITHOUT ROWID;
-      CREATE TABLE IF NOT EXISTS done(group_id TEXT NOT NULL, tp INTEGER NOT NULL, off INTEGER NOT NULL,
-        PRIMARY KEY(group_id, tp, off)) WITHOUT ROWID;
-      CREATE TABLE IF NOT EXISTS members(member_id TEXT PRIMARY KEY, group_id TEXT NOT NULL, topics TEXT NOT NULL,
-        pid INTEGER NOT NULL, host TEXT NOT NULL, heartbeat_ms INTEGER NOT NULL);
-      CREATE TABLE IF NOT EXISTS claims(group_id TEXT NOT NULL, tp INTEGER NOT NULL, member_id TEXT NOT NULL,
-        PRIMARY KEY(group_id, tp)) WITHOUT ROWID;
-    `);
-    const db = this.db;
-    this.stmts = {
-      topic: db.prepare<[string], { name: string; partitions: number }>('SELECT name, partitions FROM topics WHERE name = ?'),
-      topicTps: db.prepare<[string], { tp: number; partition: number }>(
-        'SELECT tp, partition FROM partitions WHERE topic = ? ORDER BY partition',
-      ),
-      allTopics: db.prepare<[], { name: string; partitions: number }>('SELECT name, partitions FROM topics ORDER BY name'),
-      insertTopic: db.prepare('INSERT INTO topics(name, partitions, created_ms) VALUES (?, ?, ?)'),
-      insertPartition: db.prepare('INSERT INTO partitions(topic, partition, next_offset) VALUES (?, ?, 0)'),
-      nextOffset: db.prepare<[number], { next_offset: number }>('SELECT next_offset FROM partitions WHERE tp = ?'),
-      setNextOffset: db.prepare('UPDATE partitions SET next_offset = ? WHERE tp = ?'),
-      insertRecord: db.prepare('INSERT INTO records(tp, off, ts, key, headers, value) VALUES (?, ?, ?, ?, ?, ?)'),
-      fetch: db.prepare<[number, number, number], RecordRow>(
-        'SELECT off, ts, key, headers, value FROM records WHERE tp = ? AND off >= ? ORDER BY off LIMIT ?',
-      ),
-      firstAtTime: db.prepare<[number, number], { off: number }>(
-        'SELECT off FROM records WHERE tp = ? AND ts >= ? ORDER BY off LIMIT 1',
-      ),
-      firstOffset: db.prepare<[number], { off: number }>('SELECT off FROM records WHERE tp = ? ORDER BY off LIMIT 1'),
-      committed: db.prepare<[string, number], { committed: number }>(
-        'SELECT committed FROM offsets WHERE group_id = ? AND tp = ?',
-      ),
-      setCommitted: db.prepare(
-        'INSERT INTO offsets(group_id, tp, committed) VALUES (?, ?, ?) ON CONFLICT(group_id, tp) DO UPDATE SET committed = excluded.committed',
-      ),
-      doneFrom: db.prepare<[string, number, number], { off: number }>(
-        'SELECT off FROM done WHERE group_id = ? AND tp = ? AND off >= ? ORDER BY off',
-      ),
-      doneRange: db.prepare<[string, number, number, number], { off: number }>(
-        'SELECT off FROM done WHERE group_id = ? AND tp = ? AND off >= ? AND off < ? ORDER BY off',
-      ),
-      insertDone: db.prepare('INSERT OR IGNORE INTO done(group_id, tp, off) VALUES (?, ?, ?)'),
-      deleteDoneBelow: db.prepare('DELETE FROM done WHERE group_id = ? AND tp = ? AND off < ?'),
-      deleteDoneAll: db.prepare('DELETE FROM done WHERE group_id = ? AND tp = ?'),
-      upsertMember: db.prepare(
-        `INSERT INTO members(member_id, group_id, topics, pid, host, heartbeat_ms) VALUES (?, ?, ?, ?, ?, ?)
-         ON CONFLICT(member_id) DO UPDATE SET heartbeat_ms = excluded.heartbeat_ms`,
-      ),
-      groupMembers: db.prepare<[string], { member_id: string; topics: string; pid: number; host: string; heartbeat_ms: number }>(
-        'SELECT member_id, topics, pid, host, heartbeat_ms FROM members WHERE group_id = ? ORDER BY member_id',
-      ),
-      deleteMember: db.prepare('DELETE FROM members WHERE member_id = ?'),
-      deleteMemberClaims: db.prepare('DELETE FROM claims WHERE member_id = ?'),
-      claim: db.prepare<[string, number], { member_id: string }>('SELECT member_id FROM claims WHERE group_id = ? AND tp = ?'),
-      setClaim: db.prepare(
-        'INSERT INTO claims(group_id, tp, member_id) VALUES (?, ?, ?) ON CONFLICT(group_id, tp) DO UPDATE SET member_id = excluded.member_id',
-      ),
-      releaseClaim: db.prepare('DELETE FROM claims WHERE group_id = ? AND tp = ? AND member_id = ?'),
-    };
+    this.stmts = prepareStore(this.db);
   }
 
   get settings(): Readonly<Required<EmbeddedBusOptions>> {
@@ -181,9 +89,7 @@ export class EmbeddedBus implements Bus {
 
   async createTopic(name: string, config: TopicConfig): Promise<void> {
     this.assertOpen();
-    if (!TOPIC_NAME.test(name)) {
-      throw new Error(`createTopic: invalid topic name ${JSON.stringify(name)} (1–249 characters of A–Z a–z 0–9 . _ -)`);
-    }
+    checkTopicName(name);
     const n = config.partitions;
     if (!Number.isInteger(n) || n < 1 || n > 10_000) {
       throw new Error(`createTopic ${name}: partitions must be an integer in 1..10000, got ${n}`);
@@ -437,302 +343,4 @@ export class EmbeddedBus implements Bus {
     this.waiters = [];
     for (const w of waiters) w();
   }
-}
-
-/** What a member knows about one partition it holds. */
-class PartitionState {
-  tracker: OffsetTracker;
-  /** Next offset to fetch. */
-  position: number;
-  revoked = false;
-  /** Offsets done by produceAndCommit before the record's own commit() came. */
-  constructor(
-    readonly member: GroupMember,
-    readonly topic: string,
-    readonly partition: number,
-    readonly tp: number,
-    start: number,
-  ) {
-    this.tracker = new OffsetTracker(start);
-    this.position = start;
-  }
-
-  markDoneLocally(offset: number): void {
-    if (this.tracker.isOutstanding(offset)) {
-      this.tracker.markDone(offset);
-      this.member.afterCommit(this);
-    }
-  }
-
-  reset(position: number): void {
-    this.member.inFlightDropped(this.tracker.inFlight);
-    this.tracker = new OffsetTracker(position);
-    this.position = position;
-  }
-}
-
-class GroupMember {
-  readonly id = `${hostname()}-${process.pid}-${randomUUID()}`;
-  readonly groupId: string;
-  private readonly topics: string[];
-  private readonly maxInFlight: number;
-  private readonly held = new Map<number, PartitionState>();
-  private assigned = new Set<number>();
-  private fetching = true;
-  private finished = false;
-  private lastRebalance = 0;
-  private rebalanceSoon = true;
-  inFlight = 0;
-  private ends: Map<number, number> | null = null;
-  private endSignalled = false;
-  private pendingCommits: Array<{ state: PartitionState; offset: number; resolve: () => void; reject: (e: unknown) => void }> = [];
-  private flushScheduled = false;
-
-  constructor(
-    private readonly bus: EmbeddedBus,
-    private readonly options: ConsumeOptions,
-    private readonly subscriber: Subscriber<ConsumedRecord>,
-  ) {
-    this.groupId = options.groupId;
-    this.topics = [...new Set(options.topics)];
-    this.maxInFlight = options.maxInFlight ?? 1000;
-    liveMembers.add(this.id);
-    if (!options.groupId) throw new Error('consume: groupId is required');
-    if (!Number.isInteger(this.maxInFlight) || this.maxInFlight < 1) {
-      throw new Error(`consume: maxInFlight must be a positive integer, got ${options.maxInFlight}`);
-    }
-  }
-
-  start(): void {
-    this.run().catch((err) => {
-      this.finish();
-      this.subscriber.error(err);
-    });
-  }
-
-  private async run(): Promise<void> {
-    const bus = this.bus;
-    for (const t of this.topics) bus.topicMeta(t);
-    const from = this.options.from ?? { kind: 'committed' };
-    for (const t of this.topics) await bus.seek(this.groupId, t, from);
-    if (this.options.untilEnd) {
-      this.ends = new Map();
-      for (const t of this.topics) {
-        for (const tp of bus.topicMeta(t).tps) this.ends.set(tp, bus.statements.nextOffset.get(tp)!.next_offset);
-      }
-    }
-    const s = bus.statements;
-    s.upsertMember.run(this.id, this.groupId, JSON.stringify(this.topics), process.pid, bus.host, Date.now());
-    let idle = 1;
-    while (!this.finished && !bus.isClosed) {
-      const now = Date.now();
-      if (this.rebalanceSoon || now - this.lastRebalance >= HEARTBEAT_MS) this.rebalance();
-      if (this.finished) return;
-      const fetched = this.fetching ? this.fetchOnce() : 0;
-      if (this.finished) return;
-      if (this.ends && this.readToEnd()) {
-        this.finish();
-        this.subscriber.complete();
-        return;
-      }
-      if (fetched > 0) {
-        idle = 1;
-        await new Promise((r) => setImmediate(r));
-      } else {
-        await bus.waitForChange(idle);
-        idle = Math.min(idle * 2, bus.settings.maxPollIntervalMs);
-      }
-    }
-  }
-
-  /** Heartbeat, drop dead members, compute this member's assignment, take and give up claims. */
-  private rebalance(): void {
-    const bus = this.bus;
-    const s = bus.statements;
-    this.lastRebalance = Date.now();
-    this.rebalanceSoon = false;
-    const newlyHeld: PartitionState[] = [];
-    bus.db
-      .transaction(() => {
-        s.upsertMember.run(this.id, this.groupId, JSON.stringify(this.topics), process.pid, bus.host, Date.now());
-        const live: Array<{ id: string; topics: string[] }> = [];
-        for (const row of s.groupMembers.all(this.groupId)) {
-          if (row.member_id === this.id || bus.memberAlive(row.member_id, row)) {
-            live.push({ id: row.member_id, topics: JSON.parse(row.topics) as string[] });
-          } else {
-            s.deleteMember.run(row.member_id);
-            s.deleteMemberClaims.run(row.member_id);
-          }
-        }
-        this.assigned = new Set();
-        for (const topic of this.topics) {
-          const subscribers = live.filter((m) => m.topics.includes(topic)).map((m) => m.id);
-          const meta = bus.topicMeta(topic);
-          meta.tps.forEach((tp, partition) => {
-            if (subscribers[partition % subscribers.length] !== this.id) return;
-            this.assigned.add(tp);
-            if (this.held.has(tp)) return;
-            const claim = s.claim.get(this.groupId, tp);
-            if (claim && claim.member_id !== this.id) {
-              this.rebalanceSoon = true; // the previous owner is still draining it
-              return;
-            }
-            s.setClaim.run(this.groupId, tp, this.id);
-            const start = s.committed.get(this.groupId, tp)?.committed ?? 0;
-            newlyHeld.push(new PartitionState(this, topic, partition, tp, start));
-          });
-        }
-        for (const state of this.held.values()) {
-          if (this.assigned.has(state.tp)) continue;
-          state.revoked = true;
-          if (state.tracker.inFlight === 0) this.release(state);
-        }
-      })
-      .immediate();
-    for (const state of newlyHeld) {
-      this.held.set(state.tp, state);
-      bus.owners.set(`${this.groupId}\0${state.tp}`, state);
-    }
-  }
-
-  private release(state: PartitionState): void {
-    this.bus.statements.releaseClaim.run(this.groupId, state.tp, this.id);
-    this.held.delete(state.tp);
-    const key = `${this.groupId}\0${state.tp}`;
-    if (this.bus.owners.get(key) === state) this.bus.owners.delete(key);
-  }
-
-  private fetchOnce(): number {
-    const s = this.bus.statements;
-    let delivered = 0;
-    for (const state of [...this.held.values()]) {
-      if (state.revoked || this.finished) continue;
-      const room = this.maxInFlight - this.inFlight;
-      if (room <= 0) break;
-      const end = this.ends?.get(state.tp);
-      let limit = Math.min(room, this.bus.settings.fetchRecords);
-      if (end !== undefined) limit = Math.min(limit, end - state.position);
-      if (limit <= 0) continue;
-      const rows = s.fetch.all(state.tp, state.position, limit);
-      if (rows.length === 0) continue;
-      const last = rows[rows.length - 1].off;
-      const skip = new Set(s.doneRange.all(this.groupId, state.tp, state.position, last + 1).map((r) => r.off));
-      state.position = last + 1;
-      for (const row of rows) {
-        if (skip.has(row.off)) continue;
-        if (this.finished || this.held.get(state.tp) !== state) break;
-        state.tracker.deliver(row.off);
-        this.inFlight++;
-        delivered++;
-        this.subscriber.next(this.toRecord(state, row));
-      }
-    }
-    return delivered;
-  }
-
-  private toRecord(state: PartitionState, row: RecordRow): ConsumedRecord {
-    const headers: Headers = row.headers ? (JSON.parse(row.headers) as Headers) : {};
-    const value = new Uint8Array(row.value.buffer, row.value.byteOffset, row.value.byteLength);
-    const offset = row.off;
-    return {
-      topic: state.topic,
-      partition: state.partition,
-      offset,
-      key: row.key,
-      value,
-      headers,
-      timestamp: row.ts,
-      commit: () => this.commit(state, offset),
-    };
-  }
-
-  private commit(state: PartitionState, offset: number): Promise<void> {
-    if (!state.tracker.isOutstanding(offset)) return Promise.resolve();
-    return new Promise<void>((resolve, reject) => {
-      this.pendingCommits.push({ state, offset, resolve, reject });
-      if (!this.flushScheduled) {
-        this.flushScheduled = true;
-        setImmediate(() => this.flushCommits());
-      }
-    });
-  }
-
-  /** Commits queued within one turn of the event loop share one transaction. */
-  private flushCommits(): void {
-    this.flushScheduled = false;
-    const batch = this.pendingCommits.filter((c) => c.state.tracker.isOutstanding(c.offset));
-    const all = this.pendingCommits;
-    this.pendingCommits = [];
-    try {
-      if (batch.length > 0 && !this.bus.isClosed) this.bus.commitBatch(this, batch);
-    } catch (err) {
-      for (const c of all) c.reject(err);
-      return;
-    }
-    for (const c of batch) {
-      if (c.state.tracker.isOutstanding(c.offset)) {
-        c.state.tracker.markDone(c.offset);
-        this.afterCommit(c.state);
-      }
-    }
-    for (const c of all) c.resolve();
-    this.bus.wake();
-  }
-
-  afterCommit(state: PartitionState): void {
-    this.inFlight--;
-    if (state.revoked && state.tracker.inFlight === 0 && this.held.get(state.tp) === state && !this.bus.isClosed) {
-      this.release(state);
-      this.rebalanceSoon = true;
-    }
-  }
-
-  inFlightDropped(n: number): void {
-    this.inFlight -= n;
-  }
-
-  private readToEnd(): boolean {
-    if (this.rebalanceSoon) return false;
-    for (const tp of this.assigned) {
-      const state = this.held.get(tp);
-      if (!state || state.position < this.ends!.get(tp)!) return false;
-    }
-    if (!this.endSignalled) {
-      this.endSignalled = true;
-      this.options.onEndReached?.();
-    }
-    return this.inFlight === 0;
-  }
-
-  stopFetching(): void {
-    this.fetching = false;
-  }
-
-  /** Leaves the group at once (unsubscribe): undelivered and uncommitted records go back to the group. */
-  leave(): void {
-    this.finish();
-  }
-
-  finish(): void {
-    if (this.finished) return;
-    this.finished = true;
-    liveMembers.delete(this.id);
-    this.bus.removeMember(this);
-    if (this.pendingCommits.length > 0 && !this.bus.isClosed) this.flushCommits();
-    if (!this.bus.isClosed) {
-      const s = this.bus.statements;
-      this.bus.db
-        .transaction(() => {
-          for (const state of [...this.held.values()]) this.release(state);
-          s.deleteMember.run(this.id);
-        })
-        .immediate();
-    }
-    if (!this.subscriber.closed) this.subscriber.complete();
-    this.bus.wake();
-  }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }

@@ -1,8 +1,10 @@
-import type { Consumer, EachBatchPayload, IHeaders, KafkaMessage } from 'kafkajs';
+import type { Admin, Consumer, ConsumerConfig, EachBatchPayload, IHeaders, KafkaMessage } from 'kafkajs';
 import type { Subscriber } from 'rxjs';
-import type { ConsumedRecord, ConsumeOptions, Headers } from './bus.ts';
-import { withRetry, type KafkaBus } from './kafka.ts';
+import type { ConsumedRecord, ConsumeOptions, Headers, StartPosition } from './bus.ts';
+import type { KafkaBusOptions } from './kafka-options.ts';
+import { withRetry } from './kafka-retry.ts';
 import { OffsetTracker } from './offset-tracker.ts';
+import { KafkaPartitionState } from './kafka-partition-state.ts';
 
 /**
  * One consume() subscription on the Kafka bus: a kafkajs consumer in the group, with
@@ -26,56 +28,21 @@ const ROOM_WAIT_MS = 1000;
 
 const key = (topic: string, partition: number) => `${topic}\0${partition}`;
 
-export class KafkaPartitionState {
-  tracker: OffsetTracker | null = null;
-  /** The next offset not yet looked at (−1 until known). */
-  position = -1;
-  /** The offset last committed (−1 if none known). */
-  lastCommitted = -1;
-  revoked = false;
-
-  constructor(
-    readonly owner: GroupConsumer,
-    readonly topic: string,
-    readonly partition: number,
-  ) {}
-
-  /** The offset to commit now. */
-  target(): number {
-    if (!this.tracker) return this.position;
-    if (this.tracker.inFlight > 0) return this.tracker.committable;
-    return Math.max(this.tracker.next, this.position);
-  }
-
-  /**
-   * The offset a transaction that consumed `offsets` may commit: after the highest of them, but not
-   * past an earlier record still in flight (null when that would not move the committed offset).
-   */
-  transactionalCommitOffset(offsets: number[]): number | null {
-    const done = new Set(offsets);
-    const max = Math.max(...offsets);
-    let target = max + 1;
-    if (this.tracker) {
-      for (let o = this.tracker.committable; o <= max; o++) {
-        if (!done.has(o) && this.tracker.isOutstanding(o)) {
-          target = o;
-          break;
-        }
-      }
-    }
-    return target > this.lastCommitted ? target : null;
-  }
-
-  doneByTransaction(offset: number): void {
-    if (this.revoked || !this.tracker?.isOutstanding(offset)) return;
-    this.tracker.markDone(offset);
-    this.owner.recordsDone(1);
-  }
-
-  committedByTransaction(offset: number): void {
-    this.lastCommitted = Math.max(this.lastCommitted, offset);
-    if (this.target() > this.lastCommitted) void this.owner.requestFlush();
-  }
+/**
+ * What a group consumer needs from its bus, injected (as kafkajs gives its offset manager the
+ * cluster) rather than reached into: settings, the shared admin client, a new kafkajs consumer,
+ * the bus's topic and group helpers, and a way to say it is gone.
+ */
+export interface ConsumerHost {
+  readonly options: Readonly<Pick<KafkaBusOptions, 'sessionTimeoutMs' | 'heartbeatIntervalMs' | 'maxWaitMs' | 'drainTimeoutMs'>>;
+  readonly admin: Admin;
+  newConsumer(config: ConsumerConfig): Consumer;
+  partitionCount(topic: string): Promise<number>;
+  seek(groupId: string, topic: string, from: StartPosition): Promise<void>;
+  /** Resolves once this bus's members of the group that are leaving have left. */
+  membersLeft(groupId: string): Promise<void>;
+  /** The consumer has closed or left. */
+  forget(consumer: GroupConsumer): void;
 }
 
 export class GroupConsumer {
@@ -99,7 +66,7 @@ export class GroupConsumer {
   private pendingFlush: Promise<void> | null = null;
 
   constructor(
-    private readonly bus: KafkaBus,
+    private readonly bus: ConsumerHost,
     private readonly options: ConsumeOptions,
     private readonly subscriber: Subscriber<ConsumedRecord>,
   ) {
@@ -141,13 +108,13 @@ export class GroupConsumer {
     if (this.options.untilEnd) {
       this.ends = new Map();
       for (const t of this.topics) {
-        for (const o of await withRetry(() => this.bus.adminClient.fetchTopicOffsets(t))) this.ends.set(key(t, o.partition), Number(o.offset));
+        for (const o of await withRetry(() => this.bus.admin.fetchTopicOffsets(t))) this.ends.set(key(t, o.partition), Number(o.offset));
       }
     }
     if (this.stopping) return;
 
     const opts = this.bus.options;
-    const consumer = this.bus.kafka.consumer({
+    const consumer = this.bus.newConsumer({
       groupId: this.groupId,
       sessionTimeout: opts.sessionTimeoutMs,
       rebalanceTimeout: Math.max(opts.sessionTimeoutMs, 5000),
@@ -206,7 +173,7 @@ export class GroupConsumer {
 
   /** Where new partitions start: the committed offset, or the earliest offset where none is. */
   private async loadPositions(fresh: KafkaPartitionState[]): Promise<void> {
-    const admin = this.bus.adminClient;
+    const admin = this.bus.admin;
     const topics = [...new Set(fresh.map((s) => s.topic))];
     const committed = await withRetry(() => admin.fetchOffsets({ groupId: this.groupId, topics }));
     for (const t of topics) {
@@ -421,7 +388,7 @@ export class GroupConsumer {
       await this.requestFlush().catch(() => {});
       await this.consumer?.disconnect().catch(() => {});
       this.left = true;
-      this.bus.consumers.delete(this);
+      this.bus.forget(this);
       if (!this.subscriber.closed) this.subscriber.complete();
     })();
     return this.closing;

@@ -13,10 +13,13 @@ import type {
   TopicInfo,
   TopicRecords,
 } from './bus.ts';
-import { GroupConsumer } from './kafka-consumer.ts';
+import { GroupConsumer, type ConsumerHost } from './kafka-consumer.ts';
+import { sleep, withRetry } from './kafka-retry.ts';
+import { runTransaction, waitVisible, type OffsetCommit, type PartitionEnd } from './kafka-transaction.ts';
 import { kafkaLogCreator, kafkaLogLevel } from './kafka-log.ts';
 import { displayUrl, parseKafkaUrl, type KafkaBusOptions } from './kafka-options.ts';
 import { partitionForKey } from './partitioner.ts';
+import { checkTopicName } from './topic-name.ts';
 
 export type { KafkaBusOptions } from './kafka-options.ts';
 
@@ -46,7 +49,6 @@ export async function openKafkaBus(url: URL | string, overrides: Partial<KafkaBu
   return bus;
 }
 
-const TOPIC_NAME = /^[A-Za-z0-9._-]{1,249}$/;
 /** Upper bound of one produce request (the broker's message.max.bytes in infra/ is 16 MiB per batch). */
 const MAX_REQUEST_BYTES = 4 << 20;
 
@@ -62,7 +64,7 @@ interface PendingProduce {
 
 export class KafkaBus implements Bus {
   readonly url: string;
-  readonly kafka: KafkaClient;
+  private readonly kafka: KafkaClient;
   readonly options: KafkaBusOptions;
   private admin: Admin;
   private producer: Producer;
@@ -74,7 +76,7 @@ export class KafkaBus implements Bus {
   private queue: Array<{ call: PendingProduce; index: number }> = [];
   private sending = false;
   private closed = false;
-  readonly consumers = new Set<GroupConsumer>();
+  private readonly consumers = new Set<GroupConsumer>();
 
   constructor(options: KafkaBusOptions) {
     this.options = options;
@@ -273,7 +275,7 @@ export class KafkaBus implements Bus {
         subscriber.error(new Error(`consume: the bus ${this.url} is closed`));
         return;
       }
-      const consumer = new GroupConsumer(this, options, subscriber);
+      const consumer = new GroupConsumer(this.consumerHost(), options, subscriber);
       this.consumers.add(consumer);
       consumer.start();
       return () => consumer.unsubscribe();
@@ -321,13 +323,8 @@ export class KafkaBus implements Bus {
     await this.waitVisible(groupId, commits, lastOffsets);
   }
 
-  /** One transaction: `topicMessages` written and `commits` committed for `groupId`, or neither. */
-  private async runTransaction(
-    groupId: string,
-    topicMessages: TopicMessages[],
-    commits: Array<{ topic: string; partition: number; offset: number }>,
-    what: string,
-  ): Promise<Array<{ topic: string; partition: number; end: number }>> {
+  /** One transaction on the bus's transactional producer (made on first use). */
+  private async runTransaction(groupId: string, topicMessages: TopicMessages[], commits: OffsetCommit[], what: string): Promise<PartitionEnd[]> {
     if (!this.txProducer) {
       this.txProducer = this.kafka.producer({
         transactionalId: this.options.transactionalId ?? `${this.options.clientId}-${randomUUID()}`,
@@ -338,59 +335,17 @@ export class KafkaBus implements Bus {
       });
       await this.txProducer.connect();
     }
-    const tx = await this.txProducer.transaction();
-    const lastOffsets: Array<{ topic: string; partition: number; end: number }> = [];
-    try {
-      if (topicMessages.length > 0) {
-        const meta = await tx.sendBatch({ topicMessages, acks: -1 });
-        for (const m of meta) {
-          const count = topicMessages.find((t) => t.topic === m.topicName)!.messages.filter((x) => x.partition === m.partition).length;
-          lastOffsets.push({ topic: m.topicName, partition: m.partition, end: Number(m.baseOffset) + count });
-        }
-      }
-      if (commits.length > 0) {
-        const offsetsByTopic = new Map<string, Array<{ partition: number; offset: string }>>();
-        for (const c of commits) {
-          let list = offsetsByTopic.get(c.topic);
-          if (!list) offsetsByTopic.set(c.topic, (list = []));
-          list.push({ partition: c.partition, offset: String(c.offset) });
-        }
-        await tx.sendOffsets({
-          consumerGroupId: groupId,
-          topics: [...offsetsByTopic].map(([topic, partitions]) => ({ topic, partitions })),
-        });
-      }
-      await tx.commit();
-    } catch (err) {
-      await tx.abort().catch(() => {});
-      throw new Error(`${what} (group ${groupId}): the transaction failed and was aborted, nothing is visible: ${(err as Error).message}`);
-    }
-    return lastOffsets;
+    return runTransaction(this.txProducer, groupId, topicMessages, commits, what);
   }
 
-  private async waitVisible(
-    groupId: string,
-    commits: Array<{ topic: string; partition: number; offset: number }>,
-    ends: Array<{ topic: string; partition: number; end: number }>,
-    exact = false,
-  ): Promise<void> {
-    const deadline = Date.now() + 10_000;
-    for (let delay = 2; ; delay = Math.min(delay * 2, 100)) {
-      let visible = true;
-      for (const topic of new Set(commits.map((c) => c.topic))) {
-        const now = await this.committed(groupId, topic);
-        if (commits.some((c) => c.topic === topic && (exact ? now[c.partition] !== c.offset : now[c.partition] < c.offset))) visible = false;
-      }
-      for (const topic of new Set(ends.map((e) => e.topic))) {
-        const offsets = await withRetry(() => this.admin.fetchTopicOffsets(topic));
-        for (const e of ends) {
-          if (e.topic === topic && Number(offsets.find((o) => o.partition === e.partition)?.offset ?? -1) < e.end) visible = false;
-        }
-      }
-      if (visible) return;
-      if (Date.now() > deadline) throw new Error(`produceAndCommit (group ${groupId}): committed, but not visible after 10 s`);
-      await sleep(delay);
-    }
+  private waitVisible(groupId: string, commits: OffsetCommit[], ends: PartitionEnd[], exact = false): Promise<void> {
+    return waitVisible(
+      { committed: (topic) => this.committed(groupId, topic), endOffsets: (topic) => withRetry(() => this.admin.fetchTopicOffsets(topic)) },
+      groupId,
+      commits,
+      ends,
+      exact,
+    );
   }
 
   private localPartition(groupId: string, topic: string, partition: number) {
@@ -474,40 +429,20 @@ export class KafkaBus implements Bus {
     return this.closed;
   }
 
-  /** The bus's admin client (shared by its consumers for offset look-ups). */
-  get adminClient(): Admin {
-    return this.admin;
+  /** What this bus gives a group consumer (see ConsumerHost). */
+  private consumerHost(): ConsumerHost {
+    return {
+      options: this.options,
+      admin: this.admin,
+      newConsumer: (config) => this.kafka.consumer(config),
+      partitionCount: (topic) => this.partitionCount(topic),
+      seek: (groupId, topic, from) => this.seek(groupId, topic, from),
+      membersLeft: (groupId) => this.membersLeft(groupId),
+      forget: (consumer) => void this.consumers.delete(consumer),
+    };
   }
 
   private assertOpen(): void {
     if (this.closed) throw new Error(`the bus ${this.url} is closed`);
   }
-}
-
-function checkTopicName(name: string): void {
-  if (typeof name !== 'string' || !TOPIC_NAME.test(name) || name === '.' || name === '..') {
-    throw new Error(`topic name ${JSON.stringify(name)} is invalid: use 1-249 characters of A-Z a-z 0-9 . _ -`);
-  }
-}
-
-/**
- * Retries a call that failed with a retriable Kafka error (a leader not elected yet right after a
- * topic is created, a coordinator loading, a broker restarting) for up to 30 s.
- */
-export async function withRetry<T>(fn: () => Promise<T>): Promise<T> {
-  const deadline = Date.now() + 30_000;
-  for (let delay = 50; ; delay = Math.min(delay * 2, 1000)) {
-    try {
-      return await fn();
-    } catch (err) {
-      const e = err as { retriable?: boolean; name?: string };
-      const retriable = e.retriable === true || e.name === 'KafkaJSConnectionError' || e.name === 'KafkaJSNumberOfRetriesExceeded';
-      if (!retriable || Date.now() + delay > deadline) throw err;
-      await sleep(delay);
-    }
-  }
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }

@@ -3,6 +3,7 @@ import type { TopicContract } from './contract.ts';
 import { batchesTopic } from './batches.ts';
 import { checkpointsTopic } from './checkpoints.ts';
 import { deadLetterTopic } from './dead-letter.ts';
+import { markersTopic } from './markers.ts';
 import { metricsTopic } from './metrics.ts';
 import { offlineTopic } from './offline.ts';
 import { pairsTopic } from './pairs.ts';
@@ -20,6 +21,7 @@ export const topicContracts = {
   batches: batchesTopic,
   checkpoints: checkpointsTopic,
   metrics: metricsTopic,
+  markers: markersTopic,
   'dead-letter': deadLetterTopic,
 } as const satisfies Record<string, TopicContract<any>>; // eslint-disable-line @typescript-eslint/no-explicit-any;
 

@@ -1,4 +1,5 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Bus, BusRecord, ConsumedRecord } from '../../topics/bus.ts';
@@ -33,10 +34,16 @@ export interface ArchivedTopic {
   partitions: number;
   /** End offsets listed before reading: the archive holds every record below them (and any written meanwhile). */
   endOffsets: number[];
+  /** sha256 of the file: readers check it, so a changed byte anywhere (raw or decoded columns) is reported, not trusted. */
+  sha256: string;
+  bytes: number;
 }
 
+/** v2: every file's sha256 is in the manifest (v1 archives had none, so their integrity cannot be checked). */
+export const ARCHIVE_FORMAT = 'dice-archive/2';
+
 export interface ArchiveManifest {
-  format: 'dice-archive/1';
+  format: typeof ARCHIVE_FORMAT;
   bus: string;
   namespace: string | null;
   createdAt: string;
@@ -165,9 +172,21 @@ export async function archiveRun(options: ArchiveOptions): Promise<ArchiveManife
     const stats = { records: 0, decodeErrors: 0 };
     const batches = topicBatches(bus, topic, contract, limits, stats, (records) => options.onProgress?.({ topic, records }));
     await writeParquetFile(join(outDir, file), batches, { createdBy: 'dice-stream archive (parquet-wasm)', maxRowGroupRows: limits.records });
-    topics.push({ topic, file, contract: contract?.name ?? null, records: stats.records, decodeErrors: stats.decodeErrors, partitions: info.partitions, endOffsets: info.endOffsets });
+    const sealed = await fileDigest(join(outDir, file));
+    topics.push({ topic, file, contract: contract?.name ?? null, records: stats.records, decodeErrors: stats.decodeErrors, partitions: info.partitions, endOffsets: info.endOffsets, ...sealed });
   }
-  const manifest: ArchiveManifest = { format: 'dice-archive/1', bus: bus.url, namespace: namespace ?? null, createdAt: new Date().toISOString(), topics };
+  const manifest: ArchiveManifest = { format: ARCHIVE_FORMAT, bus: bus.url, namespace: namespace ?? null, createdAt: new Date().toISOString(), topics };
   await writeFile(join(outDir, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
   return manifest;
+}
+
+/** sha256 and size of a file, streamed (archive files can be larger than memory). */
+export async function fileDigest(path: string): Promise<{ sha256: string; bytes: number }> {
+  const hash = createHash('sha256');
+  let bytes = 0;
+  for await (const chunk of createReadStream(path) as AsyncIterable<Buffer>) {
+    hash.update(chunk);
+    bytes += chunk.length;
+  }
+  return { sha256: hash.digest('hex'), bytes };
 }

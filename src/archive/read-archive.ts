@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { tableFromIPC } from 'apache-arrow';
 import type { Bus, BusRecord } from '../../topics/bus.ts';
 import { topicName, type TopicBaseName } from '../../topics/registry.ts';
-import type { ArchiveManifest } from './archive.ts';
+import { ARCHIVE_FORMAT, fileDigest, type ArchivedTopic, type ArchiveManifest } from './archive.ts';
 
 /**
  * A recorded run, topic by topic, as the raw records the bus held (position, key, headers, value
@@ -31,7 +31,10 @@ export function openArchive(dir: string): RunRecording {
   } catch (err) {
     throw new Error(`${manifestPath}: not valid JSON (${(err as Error).message})`);
   }
-  if (manifest.format !== 'dice-archive/1') throw new Error(`${manifestPath}: format ${JSON.stringify(manifest.format)} is not dice-archive/1`);
+  if ((manifest.format as string) === 'dice-archive/1') {
+    throw new Error(`${manifestPath}: a dice-archive/1 archive carries no checksums, so it cannot be trusted: archive the run again (dice archive)`);
+  }
+  if (manifest.format !== ARCHIVE_FORMAT) throw new Error(`${manifestPath}: format ${JSON.stringify(manifest.format)} is not ${ARCHIVE_FORMAT}`);
   if (!Array.isArray(manifest.topics)) throw new Error(`${manifestPath}: "topics" must be a list`);
   const namespace = manifest.namespace ?? undefined;
   const cache = new Map<TopicBaseName, Promise<BusRecord[]>>();
@@ -43,7 +46,7 @@ export function openArchive(dir: string): RunRecording {
       if (!hit) {
         const topic = topicName(namespace, base);
         const entry = manifest.topics.find((t) => t.topic === topic);
-        hit = entry ? readArchivedTopic(join(dir, entry.file), topic, entry.records) : Promise.resolve([]);
+        hit = entry ? checkedTopic(join(dir, entry.file), topic, entry, manifestPath) : Promise.resolve([]);
         cache.set(base, hit);
       }
       return hit;
@@ -51,7 +54,24 @@ export function openArchive(dir: string): RunRecording {
   };
 }
 
-/** The raw columns of one archived topic file back as bus records. */
+/** An archived topic's file after checking it is, byte for byte, the one the manifest sealed. */
+async function checkedTopic(path: string, topic: string, entry: ArchivedTopic, manifestPath: string): Promise<BusRecord[]> {
+  if (!existsSync(path)) throw new Error(`${path}: missing from the archive (its manifest lists ${topic})`);
+  if (typeof entry.sha256 !== 'string') throw new Error(`${manifestPath}: no sha256 for ${entry.file}`);
+  const actual = await fileDigest(path);
+  if (actual.sha256 !== entry.sha256) {
+    throw new Error(
+      `${path}: sha256 ${actual.sha256} (${actual.bytes} bytes) does not match ${entry.sha256} (${entry.bytes} bytes) in ${manifestPath}: ` +
+        `the file was altered or damaged after dice archive wrote it; archive the run again from its bus`,
+    );
+  }
+  return readArchivedTopic(path, topic, entry.records);
+}
+
+/**
+ * The raw columns of one archived topic file back as bus records. Only the raw bytes are read: the
+ * decoded columns are for people and other tools, never trusted by replay or verify.
+ */
 export async function readArchivedTopic(path: string, topic: string, expectedRecords?: number): Promise<BusRecord[]> {
   if (!existsSync(path)) throw new Error(`${path}: missing from the archive (its manifest lists ${topic})`);
   const { readParquet } = await import('parquet-wasm');

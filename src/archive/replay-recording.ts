@@ -13,7 +13,7 @@ import { topicName, type TopicBaseName } from '../../topics/registry.ts';
 import { samplesTopic, type SamplesGroup } from '../../topics/samples.ts';
 import { scoredTopic, type ScoredGroup } from '../../topics/scored.ts';
 import { parseRunConfig, type RunConfig } from '../config/schema.ts';
-import { sha256File } from '../model/checkpoint.ts';
+import { sha256File, weightsFileOf } from '../model/checkpoint.ts';
 import type { RunRecording } from './read-archive.ts';
 
 /** A decoded record with the raw record it came from (its bytes and bus position). */
@@ -174,7 +174,7 @@ export function checkpointDir(run: RecordedRun, version: number, relocations: Re
     throw new Error(`${run.source}: checkpoint ${label} is not on the recorded checkpoints topic (recorded: ${[...run.checkpoints.keys()].sort((a, b) => a - b).join(', ') || 'none'})`);
   }
   const dir = relocate(c.location, relocations);
-  const weights = join(dir, 'model.safetensors');
+  const weights = join(dir, weightsFileOf(dir)); // a LoRA checkpoint's adapter_model.safetensors
   const moved = dir === c.location ? '' : ` (recorded at ${c.location})`;
   if (!existsSync(weights)) {
     throw new Error(`checkpoint ${label}: ${weights}${moved} is gone: restore the run's checkpoint directories, or map their new place with --relocate OLD=NEW`);

@@ -1,12 +1,13 @@
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Bus, ProduceRecord, TopicRecords } from '../../topics/bus.ts';
-import { metricsTopic, type MetricEvent } from '../../topics/metrics.ts';
+import { doneMarker, markersTopic, type StageMarker } from '../../topics/markers.ts';
+import { metricsTopic } from '../../topics/metrics.ts';
 import { createPipelineTopics, topicName, type TopicBaseName } from '../../topics/registry.ts';
 import type { RunConfig } from '../config/schema.ts';
 import { writeJsonl } from '../io/records-file.ts';
 import type { MetricsEmitter } from '../service/metrics.ts';
-import { runDice, STAGE_DONE, type RunResult } from '../service/run.ts';
+import { runDice, type RunResult } from '../service/run.ts';
 import { readWholeTopic } from '../service/stage-runner.ts';
 import type { Logger } from '../util/log.ts';
 import { checkpointDir, promptsInRoundOrder, type Recorded, type RecordedRun, type Relocations } from './replay-recording.ts';
@@ -29,7 +30,7 @@ import { checkpointDir, promptsInRoundOrder, type Recorded, type RecordedRun, ty
  *
  * How it is done: the taken records are produced, with their recorded bytes, onto the new run's
  * topics in one atomic unit, together with the completion markers of the whole-round stages they
- * stand for (alpha, replay) and a 'replay/seeded' event; the round-1 consumer groups of the
+ * stand for (alpha, replay) and a 'seeded' marker (markers topic); the round-1 consumer groups of the
  * per-record stages they stand for (sample, score) are moved to the end of their input topics. The
  * new run then resumes exactly as an interrupted `dice run` would, from the first stage not done.
  * Running the same replay again continues it (resumable like dice run).
@@ -69,7 +70,13 @@ export interface ReplayRunResult {
   checkpoints: ReplayedCheckpoint[];
 }
 
-const SEEDED = 'seeded';
+/** A replay's seeding: on the markers topic, or (replays made before it) a 'replay/seeded' metrics event. */
+async function readSeeding(bus: Bus, namespace: string): Promise<{ from: unknown; fromStage: unknown } | undefined> {
+  const marker = (await readWholeTopic(bus, topicName(namespace, 'markers'), markersTopic)).find((m) => m.kind === 'seeded');
+  if (marker) return marker;
+  const legacy = (await readWholeTopic(bus, topicName(namespace, 'metrics'), metricsTopic)).find((m) => m.stage === 'replay' && m.type === 'seeded');
+  return legacy && { from: legacy.from, fromStage: legacy.fromStage };
+}
 
 export async function replayRun(options: ReplayRunOptions): Promise<ReplayRunResult> {
   const { run, bus, namespace, config, fromStage, log } = options;
@@ -96,7 +103,7 @@ export async function replayRun(options: ReplayRunOptions): Promise<ReplayRunRes
   if (depth > 0) {
     const T = (base: TopicBaseName) => topicName(namespace, base);
     await createPipelineTopics(bus, namespace);
-    const already = (await readWholeTopic(bus, T('metrics'), metricsTopic)).find((m) => m.stage === 'replay' && m.type === SEEDED);
+    const already = await readSeeding(bus, namespace);
     if (already) {
       if (already.fromStage !== fromStage || already.from !== run.source) {
         throw new Error(
@@ -121,12 +128,12 @@ export async function replayRun(options: ReplayRunOptions): Promise<ReplayRunRes
       if (depth >= 3) take('pairs', round1(run.pairs));
       if (depth >= 4) take('batches', round1(run.batches));
       const now = Date.now();
-      const events: MetricEvent[] = [
-        ...(depth >= 3 ? [{ stage: 'alpha', type: STAGE_DONE, time: now, round: 1 }] : []),
-        ...(depth >= 4 ? [{ stage: 'replay', type: STAGE_DONE, time: now, round: 1 }] : []),
-        { stage: 'replay', type: SEEDED, time: now, round: null, from: run.source, fromStage, recordedNamespace: run.namespace ?? null },
+      const markers: StageMarker[] = [
+        ...(depth >= 3 ? [doneMarker('alpha', 1, now)] : []),
+        ...(depth >= 4 ? [doneMarker('replay', 1, now)] : []),
+        { kind: 'seeded', stage: 'replay', time: now, round: null, from: run.source, fromStage, recordedNamespace: run.namespace ?? null },
       ];
-      outputs.push({ topic: T('metrics'), records: events.map((e) => ({ key: e.stage, value: metricsTopic.encode(e) })) });
+      outputs.push({ topic: T('markers'), records: markers.map((m) => ({ key: m.stage, value: markersTopic.encode(m) })) });
       await bus.produceAndCommit(`${namespace}.replay-seed`, outputs.filter((o) => o.records.length > 0), []);
       log.info('round 1 taken from the recording', { fromStage, ...taken });
     }

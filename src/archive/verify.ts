@@ -2,24 +2,18 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { from, lastValueFrom, toArray } from 'rxjs';
 import type { TopicContract } from '../../topics/contract.ts';
-import { batchesTopic, batchKey, type TrainingBatch } from '../../topics/batches.ts';
-import { checkpointsTopic, type Checkpoint } from '../../topics/checkpoints.ts';
-import { pairsTopic, type PreferencePair } from '../../topics/pairs.ts';
-import { samplesTopic, type SamplesGroup } from '../../topics/samples.ts';
-import { scoredTopic, type ScoredGroup } from '../../topics/scored.ts';
-import { alphaPairs, type AlphaWindow } from '../../operators/alpha.ts';
-import { replay } from '../../operators/replay.ts';
-import { sampleBatch } from '../../operators/sample.ts';
-import { scoreBatch } from '../../operators/score.ts';
-import { Sampler } from '../engine/sampler.ts';
-import { Scorer } from '../engine/scorer.ts';
-import { readChatTemplate } from '../model/load.ts';
-import { roundVersions } from '../service/lineage.ts';
-import { alphaOptions, engineOptions, generateParams } from '../service/round-config.ts';
-import { trainRound } from '../service/train-round.ts';
+import type { Checkpoint } from '../../topics/checkpoints.ts';
+import type { PromptRecord } from '../../topics/prompts.ts';
+import type { TopicBaseName } from '../../topics/registry.ts';
+import type { Rejected } from '../../operators/ports.ts';
+import { diceRound, type RoundExecutor } from '../service/dice-round.ts';
+import { STAGES } from '../stages/index.ts';
+import { roundInputs, type RecordStage, type RoundContext, type RoundStage, type TopicSide } from '../stages/stage.ts';
 import type { Logger } from '../util/log.ts';
-import { checkpointDir, valuesOf, type RecordedRun, type Relocations } from './replay-recording.ts';
+import { checkpointDir, valuesOf, type Recorded, type RecordedRun, type Relocations } from './replay-recording.ts';
 import { firstDifference, reportValue } from './verify-diff.ts';
+import { withCheckpointFile } from './verify-files.ts';
+import { VERIFY_STAGES, type StageDifference, type StageVerdict, type VerifyReport, type VerifyStage } from './verify-report.ts';
 
 /**
  * `dice replay --verify`: re-derives every stage of every round from that stage's RECORDED inputs
@@ -36,39 +30,7 @@ import { firstDifference, reportValue } from './verify-diff.ts';
  * now starts from the altered pairs), while checkpoints (trained from the recorded batches) stay identical.
  */
 
-export const VERIFY_STAGES = ['samples', 'scored', 'pairs', 'batches', 'checkpoints'] as const;
-export type VerifyStage = (typeof VERIFY_STAGES)[number];
-
-export interface StageDifference {
-  /** The record's key on its topic (promptId; round/step for batches; version for checkpoints). */
-  key: string;
-  /** Field path within the record ('' when the record is missing on one side). */
-  path: string;
-  recorded: unknown;
-  rederived: unknown;
-}
-
-export interface StageVerdict {
-  round: number;
-  stage: VerifyStage;
-  /** The topic whose records were compared (base name). */
-  topic: string;
-  /** Records compared: the union of recorded and re-derived keys. */
-  records: number;
-  differing: number;
-  identical: boolean;
-  /** The first differing record (in key order) and its first differing field. */
-  first: StageDifference | null;
-  seconds: number;
-}
-
-export interface VerifyReport {
-  source: string;
-  identical: boolean;
-  stages: StageVerdict[];
-  runtime: { recorded: { onnxruntime: string | null; threads: number | null; node: string | null }; current: { onnxruntime: string; node: string } };
-  warnings: string[];
-}
+export { VERIFY_STAGES, type StageDifference, type StageVerdict, type VerifyReport, type VerifyStage } from './verify-report.ts';
 
 export interface VerifyOptions {
   /** Rounds to verify (default: every recorded round). */
@@ -92,16 +54,30 @@ export async function verifyRun(run: RecordedRun, options: VerifyOptions): Promi
   if (run.runtime.onnxruntime && run.runtime.onnxruntime !== ort.env.versions.common) {
     warnings.push(`recorded with onnxruntime ${run.runtime.onnxruntime}, verifying with ${ort.env.versions.common}: kernels may round differently`);
   }
-  for (const [topic, n] of Object.entries(run.undecodable)) warnings.push(`${n} ${topic} record(s) fail their contract and are left out (the run dead-lettered them too)`);
+  for (const [topic, n] of Object.entries(run.undecodable)) warnings.push(`${n} ${topic} record(s) fail their contract and are left out (dead-lettered by the run, or altered since it)`);
   for (const w of warnings) log.warn(w);
 
   const verdicts: StageVerdict[] = [];
-  const ctx: StageContext = { run, dirOf, workDir: resolve(options.workDir) };
+  const workDir = resolve(options.workDir);
   for (const round of rounds) {
+    const executor = new VerifyExecutor(run, round, stages);
+    const batches = valuesOf(run.batches, round);
+    mkdirSync(workDir, { recursive: true });
+    await diceRound(
+      {
+        round,
+        config: run.config,
+        dirOf,
+        runId: batches[0]?.runId ?? run.namespace ?? 'run',
+        roundPrompts: roundPromptsOf(run, round),
+        offline: run.offline.map((o) => o.value),
+        train: { checkpointDir: join(workDir, `v${round}`) },
+      },
+      executor,
+    );
     for (const stage of VERIFY_STAGES) {
       if (!stages.has(stage)) continue;
-      const t0 = performance.now();
-      const verdict = { round, stage, ...(await STAGE_CHECKS[stage](ctx, round)), seconds: (performance.now() - t0) / 1000 };
+      const verdict: StageVerdict = { round, stage, ...executor.verdict(stage) };
       verdicts.push(verdict);
       log.info(verdict.identical ? 'identical' : 'DIFFERENT', { round, stage, records: verdict.records, differing: verdict.differing, ...(verdict.first ? { first: verdict.first } : {}) });
       options.onVerdict?.(verdict);
@@ -116,136 +92,103 @@ export async function verifyRun(run: RecordedRun, options: VerifyOptions): Promi
   };
 }
 
-interface StageContext {
-  run: RecordedRun;
-  dirOf: (version: number) => string;
-  workDir: string;
-}
+type Comparison = Pick<StageVerdict, 'topic' | 'records' | 'differing' | 'identical' | 'first' | 'seconds'>;
 
-type Comparison = Pick<StageVerdict, 'topic' | 'records' | 'differing' | 'identical' | 'first'>;
+/**
+ * The verify executor: each stage of Algorithm 1 (diceRound) takes the round's RECORDED inputs,
+ * and its outputs are compared with the recorded outputs (per output topic: samples, scored, …).
+ */
+class VerifyExecutor implements RoundExecutor {
+  private readonly comparisons = new Map<VerifyStage, Comparison>();
 
-const STAGE_CHECKS: Record<VerifyStage, (ctx: StageContext, round: number) => Promise<Comparison>> = {
-  samples: verifySamples,
-  scored: verifyScored,
-  pairs: verifyPairs,
-  batches: verifyBatches,
-  checkpoints: verifyCheckpoint,
-};
+  constructor(
+    private readonly run: RecordedRun,
+    private readonly roundNumber: number,
+    private readonly stages: ReadonlySet<VerifyStage>,
+  ) {}
 
-/** prompts → samples: each recorded group again from its prompt, one prompt per engine call (as dice run does). */
-async function verifySamples({ run, dirOf }: StageContext, round: number): Promise<Comparison> {
-  const { config } = run;
-  const recorded = valuesOf(run.samples, round);
-  const rederived = new Map<string, SamplesGroup | string>();
-  if (recorded.length > 0) {
-    const versions = roundVersions(round, config.method);
-    const dir = dirOf(versions.policy);
-    const prompts = new Map(run.prompts.map((p) => [p.value.promptId, p.value]));
-    const sampler = await Sampler.open({ modelDir: dir, ...engineOptions(config) });
-    try {
-      const chat = config.sampling.chatTemplate && readChatTemplate(dir) !== null;
-      for (const g of recorded) {
-        const prompt = prompts.get(g.promptId);
-        if (!prompt) {
-          rederived.set(g.promptId, `prompt ${g.promptId} is not on the recorded prompts topic`);
-          continue;
+  /** A stage's comparison; a stage diceRound did not run (a round without prompts) compares its recorded outputs with none. */
+  verdict(stage: VerifyStage): Comparison {
+    const output = STAGES.find((s) => s.output.topic === stage)!.output as TopicSide<unknown>;
+    return this.comparisons.get(stage) ?? { ...compareKeyed(stage, output.contract, this.recordedOutputs(stage, output.key), new Map()), seconds: 0 };
+  }
+
+  private recordedInputs<T>(topic: TopicBaseName): T[] {
+    const lists: Partial<Record<TopicBaseName, Recorded<unknown>[]>> = { prompts: this.run.prompts, samples: this.run.samples, scored: this.run.scored, pairs: this.run.pairs, batches: this.run.batches };
+    return (lists[topic] ?? []).map((r) => r.value as T);
+  }
+
+  private recordedOutputs<T>(topic: VerifyStage, keyOf: (v: T) => string): Map<string, T> {
+    if (topic === 'checkpoints') {
+      const c = this.run.checkpoints.get(this.roundNumber);
+      return new Map(c ? [[keyOf(c as T), c as T]] : []);
+    }
+    return keyed(this.recordedInputs<T & { round: number }>(topic).filter((v) => v.round === this.roundNumber), keyOf);
+  }
+
+  async records<In, Out, E extends { close(): Promise<void> }>(stage: RecordStage<In, Out, E>, ctx: RoundContext): Promise<void> {
+    const topic = stage.output.topic as VerifyStage;
+    if (!this.stages.has(topic)) return;
+    const t0 = performance.now();
+    const inputs = this.recordedInputs<In>(stage.input.topic).filter((v) => stage.inRound(v, ctx) && !stage.isStale?.(v, ctx.versions.policy, ctx.config));
+    const rederived = new Map<string, Out | string>();
+    if (inputs.length > 0) {
+      const engine = await stage.openEngine(ctx.dirOf(stage.engineVersion(ctx.versions)), ctx.config);
+      try {
+        for (const out of await lastValueFrom(from(inputs).pipe(stage.operator(engine, ctx), toArray()))) {
+          if (isRejected(out)) rederived.set(out.key, `the ${stage.name} stage refused it: ${out.error}`);
+          else rederived.set(stage.output.key(out), out);
         }
-        const [out] = await sampleBatch([prompt], { sampler, policyVersion: versions.policy, round, runSeed: config.seed, k: config.sampling.k, params: generateParams(config), chat });
-        rederived.set(g.promptId, 'kind' in out ? `the sampler refused the prompt: ${out.error}` : out);
+      } finally {
+        await engine.close();
       }
-    } finally {
-      await sampler.close();
     }
+    const recorded = this.recordedOutputs(topic, stage.output.key);
+    this.comparisons.set(topic, { ...compareKeyed(topic, stage.output.contract, recorded, rederived), seconds: (performance.now() - t0) / 1000 });
   }
-  return compareKeyed('samples', samplesTopic, keyed(recorded, (g) => g.promptId), rederived);
+
+  async round<In, Out, D, R>(stage: RoundStage<In, Out, D, R>, deps: D, ctx: RoundContext): Promise<R | null> {
+    const topic = stage.output.topic as VerifyStage;
+    if (!this.stages.has(topic)) return null;
+    const t0 = performance.now();
+    const inputs = roundInputs(stage, this.recordedInputs<In>(stage.input.topic), ctx);
+    const recorded = this.recordedOutputs(topic, stage.output.key);
+    // nothing recorded on either side: nothing to re-derive (e.g. a round the run never reached)
+    const result = inputs.length > 0 || recorded.size > 0 ? await stage.derive(inputs, deps, ctx) : null;
+    const rederived = keyed(result === null ? [] : stage.outputs(result), stage.output.key);
+    let comparison = compareKeyed(topic, stage.output.contract, recorded, rederived, topic === 'checkpoints' ? comparableCheckpoint : undefined);
+    // the recorded final checkpoint's weights must still be the recorded ones
+    const recordedCheckpoint = topic === 'checkpoints' ? this.run.checkpoints.get(ctx.versions.produces) : undefined;
+    if (recordedCheckpoint) comparison = withCheckpointFile(comparison, recordedCheckpoint, () => ctx.dirOf(ctx.versions.produces));
+    this.comparisons.set(topic, { ...comparison, seconds: (performance.now() - t0) / 1000 });
+    return result;
+  }
 }
 
-/** samples → scored: the recorded groups of the round the run would score (strictly on-policy: the round's policy only). */
-async function verifyScored({ run, dirOf }: StageContext, round: number): Promise<Comparison> {
-  const { config } = run;
-  const versions = roundVersions(round, config.method);
-  const inputs = valuesOf(run.samples, round).filter((g) => !config.strictOnPolicy || g.policyVersion === versions.policy);
-  const rederived = new Map<string, ScoredGroup>();
-  if (inputs.length > 0) {
-    const reference = await Scorer.open({ modelDir: dirOf(versions.scoringReference), ...engineOptions(config) });
-    try {
-      for (const g of inputs) {
-        const [s] = await scoreBatch([g], { reference, referenceVersion: versions.scoringReference, beta: config.reward.beta });
-        rederived.set(g.promptId, s);
-      }
-    } finally {
-      await reference.close();
-    }
-  }
-  return compareKeyed('scored', scoredTopic, keyed(valuesOf(run.scored, round), (g) => g.promptId), rederived);
+/**
+ * The round's prompts (those with recorded samples or scored groups) in the recorded prompts' order,
+ * for the sample stage's engine batches: the run cut them from its prompt file's order, which the
+ * recording keeps as long as the prompts topic has one partition (else a re-derivation with
+ * sampling.promptsPerCall > 1 may batch differently, and differ in float rounding).
+ */
+function roundPromptsOf(run: RecordedRun, round: number): PromptRecord[] {
+  const groups = new Map([...valuesOf(run.samples, round), ...valuesOf(run.scored, round)].map((g) => [g.promptId, g]));
+  const recorded = run.prompts.map((p) => p.value).filter((p) => groups.has(p.promptId));
+  // a group whose prompt record is missing still belongs to the round (after the recorded ones)
+  const known = new Set(recorded.map((p) => p.promptId));
+  const missing = [...groups.values()].filter((g) => !known.has(g.promptId)).map((g): PromptRecord => ({ promptId: g.promptId, text: g.prompt, messages: null, source: 'recorded group', arrivalTime: 0 }));
+  return [...recorded, ...missing];
 }
 
-/** scored → pairs: the α windows over the round's recorded scored groups, in promptId order (as dice run does). */
-async function verifyPairs({ run }: StageContext, round: number): Promise<Comparison> {
-  const groups = valuesOf(run.scored, round).sort((a, b) => cmp(a.promptId, b.promptId));
-  const windows = await lastValueFrom(from(groups).pipe(alphaPairs(alphaOptions(run.config, round)), toArray()), { defaultValue: [] as AlphaWindow[] });
-  const rederived = keyed(windows.flatMap((w) => w.pairs), (p) => p.promptId);
-  return compareKeyed('pairs', pairsTopic, keyed(valuesOf(run.pairs, round), (p) => p.promptId), rederived);
+/** Where the weights went and when, and how long training took, are not part of what a replay reproduces. */
+function comparableCheckpoint(v: unknown): unknown {
+  const c = v as Checkpoint;
+  const { trainSeconds: _s, ...metrics } = c.metrics;
+  return { version: c.version, parentVersion: c.parentVersion, referenceVersion: c.referenceVersion, round: c.round, sha256: c.sha256, metrics };
 }
 
-/** pairs → batches: the replay mix of the round's recorded pairs with the recorded offline pairs. */
-async function verifyBatches({ run, dirOf }: StageContext, round: number): Promise<Comparison> {
-  const { config } = run;
-  const versions = roundVersions(round, config.method);
-  const recorded = valuesOf(run.batches, round);
-  const generated = valuesOf(run.pairs, round).sort((a, b) => cmp(a.pairId, b.pairId));
-  const offline = run.offline.map((o) => o.value);
-  let rederived = new Map<string, TrainingBatch>();
-  if (generated.length > 0 || (config.replay.gamma > 0 && offline.length > 0)) {
-    const needsReference = config.replay.gamma > 0 || versions.trainingReference !== versions.policy;
-    const reference = needsReference ? await Scorer.open({ modelDir: dirOf(versions.trainingReference), ...engineOptions(config) }) : null;
-    const policyDir = dirOf(versions.policy);
-    try {
-      const batches = await lastValueFrom(
-        from(generated).pipe(
-          replay({
-            round,
-            runId: recorded[0]?.runId ?? run.namespace ?? 'run',
-            runSeed: config.seed,
-            gamma: config.replay.gamma,
-            offline,
-            reference: reference ?? { score: async () => [] },
-            referenceIsSamplingPolicy: versions.trainingReference === versions.policy,
-            chat: config.sampling.chatTemplate && readChatTemplate(policyDir) !== null,
-            steps: config.train.steps,
-            batchSize: config.train.batch,
-          }),
-          toArray(),
-        ),
-      );
-      rederived = keyed(batches, batchKey);
-    } finally {
-      await reference?.close();
-    }
-  }
-  return compareKeyed('batches', batchesTopic, keyed(recorded, batchKey), rederived);
-}
-
-/** batches → checkpoint v_t: DPO steps over the recorded batches from the recorded π_θ(t−1); the weights' sha256 must match. */
-async function verifyCheckpoint({ run, dirOf, workDir }: StageContext, round: number): Promise<Comparison> {
-  const { config } = run;
-  const versions = roundVersions(round, config.method);
-  const batches = valuesOf(run.batches, round).sort((a, b) => a.step - b.step);
-  const recordedCheckpoint = run.checkpoints.get(versions.produces);
-  const recorded = new Map<string, Checkpoint>(recordedCheckpoint ? [[String(versions.produces), recordedCheckpoint]] : []);
-  const rederived = new Map<string, Checkpoint>();
-  if (batches.length > 0) {
-    const out = join(workDir, `v${versions.produces}`);
-    mkdirSync(workDir, { recursive: true });
-    const { checkpoint } = await trainRound({ config, round, versions, batches, dirOf, checkpointDir: out });
-    rederived.set(String(versions.produces), checkpoint);
-  }
-  // Where the weights went and when, and how long training took, are not part of what a replay reproduces.
-  const comparable = (c: Checkpoint) => {
-    const { trainSeconds: _s, ...metrics } = c.metrics;
-    return { version: c.version, parentVersion: c.parentVersion, referenceVersion: c.referenceVersion, round: c.round, sha256: c.sha256, metrics };
-  };
-  return compareKeyed('checkpoints', checkpointsTopic, recorded, rederived, comparable);
+function isRejected(v: unknown): v is Rejected {
+  return typeof v === 'object' && v !== null && (v as Rejected).kind === 'rejected';
 }
 
 function keyed<T>(values: T[], keyOf: (v: T) => string): Map<string, T> {
@@ -266,7 +209,7 @@ function compareKeyed<T>(
   recorded: Map<string, T>,
   rederived: Map<string, T | string>,
   view: (v: T) => unknown = (v) => v,
-): Comparison {
+): Omit<Comparison, 'seconds'> {
   const keys = [...new Set([...recorded.keys(), ...rederived.keys()])].sort(cmpKey);
   let differing = 0;
   let first: StageDifference | null = null;
@@ -290,10 +233,6 @@ function compareKeyed<T>(
     first ??= { key, path: diff.path, recorded: reportValue(diff.recorded), rederived: reportValue(diff.rederived) };
   }
   return { topic, records: keys.length, differing, identical: differing === 0, first };
-}
-
-function cmp(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 /** Keys in natural order: batch keys "1/10" after "1/9". */

@@ -22,6 +22,7 @@ export const RUN_FLAGS: Array<{ flags: string; key: string; description: string;
   { flags: '--micro-batch <n>', key: 'train.microBatch', description: 'pairs per onnxruntime run (gradient accumulation)', parse: Number },
   { flags: '--lr <lr>', key: 'train.lr', description: 'learning rate (constant after warm-up)', parse: Number },
   { flags: '--warmup <n>', key: 'train.warmupSteps', description: 'linear warm-up steps (paper: 50)', parse: Number },
+  { flags: '--lora <spec>', key: 'train.lora', description: 'train a LoRA adapter per round on the frozen policy, e.g. r=16,alpha=32,targets=q,k,v,o,gate,up,down (PEFT format checkpoints)' },
   { flags: '--method <m>', key: 'method', description: 'dice | offline-dpo | offline-dpo-new-ref' },
   { flags: '--seed <n>', key: 'seed', description: 'run seed', parse: Number },
   { flags: '--threads <n>', key: 'threads', description: 'onnxruntime threads per engine (fixed for determinism)', parse: Number },

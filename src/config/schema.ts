@@ -17,6 +17,11 @@ const sampling = z
     maxNewTokens: z.number().int().positive().default(512),
     /** Render prompts through the model's chat template when it has one. */
     chatTemplate: z.boolean().default(true),
+    /**
+     * Prompts per sampler call: their K samples decode together (promptsPerCall × K rows). `dice run`
+     * cuts the round's prompt list into fixed chunks of this size, so results do not depend on timing.
+     */
+    promptsPerCall: z.number().int().min(1).default(4),
   })
   .strict();
 
@@ -63,6 +68,46 @@ const replay = z
   })
   .strict();
 
+/** The linear layers a LoRA adapter can target, by their short names (q → self_attn.q_proj, …). */
+export const LORA_TARGETS = ['q', 'k', 'v', 'o', 'gate', 'up', 'down'] as const;
+
+/**
+ * `r=16,alpha=32,targets=q,k,v,o,gate,up,down` (the --lora flag, also accepted as the config value)
+ * as the object the schema validates: malformed parts are kept under keys the schema refuses, so the
+ * error names them.
+ */
+function loraSpecObject(text: string): Record<string, unknown> {
+  const raw: Record<string, unknown> = {};
+  let listKey: string | null = null;
+  for (const part of text.split(',').map((s) => s.trim()).filter(Boolean)) {
+    const eq = part.indexOf('=');
+    if (eq < 0 && listKey === 'targets') (raw.targets as string[]).push(part.replace(/_proj$/, ''));
+    else if (eq < 0) raw[`"${part}" (not key=value)`] = true;
+    else {
+      listKey = part.slice(0, eq);
+      const value = part.slice(eq + 1);
+      raw[listKey] = listKey === 'targets' ? [value.replace(/_proj$/, '')] : listKey === 'r' || listKey === 'alpha' || listKey === 'dropout' ? Number(value) : value;
+    }
+  }
+  return raw;
+}
+
+/** LoRA (Hu et al. 2021) as PEFT defines it: ΔW = (alpha / r) · B · A, dropout 0. */
+export const loraSchema = z.preprocess(
+  (v) => (typeof v === 'string' ? loraSpecObject(v) : v),
+  z
+    .object({
+      r: z.number().int().positive().max(4096),
+      alpha: z.number().positive(),
+      targets: z.array(z.enum(LORA_TARGETS)).min(1).refine((t) => new Set(t).size === t.length, 'targets must not repeat'),
+      /** Only 0 (the adapters train without dropout). */
+      dropout: z.literal(0, { error: 'only dropout 0 is supported' }).optional(),
+    })
+    .strict(),
+);
+
+export type LoraConfig = z.output<typeof loraSchema>;
+
 const train = z
   .object({
     loss: z.enum(['dpo', 'ipo', 'hinge', 'kto']).default('dpo'),
@@ -76,8 +121,8 @@ const train = z
     warmupSteps: z.number().int().min(0).default(50),
     weightDecay: z.number().min(0).default(0),
     maxGradNorm: z.number().positive().default(1),
-    /** Truncate prompt+response to this many tokens in training. */
-    maxLength: z.number().int().positive().default(1024),
+    /** Train a LoRA adapter on the round's starting policy (frozen) instead of all weights; null: full fine-tuning. */
+    lora: loraSchema.nullable().default(null),
   })
   .strict();
 

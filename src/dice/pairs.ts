@@ -9,6 +9,7 @@
  */
 import type { RewardGroups } from './alpha.ts';
 import { loserAt, winnerAt } from './envelope.ts';
+import { shapedReward } from './reward.ts';
 
 export interface PairChoice {
   /** Indices into the group's responses. */
@@ -33,8 +34,8 @@ export function selectPair(rewards: ArrayLike<number>, lengths: ArrayLike<number
   return {
     chosen,
     rejected,
-    chosenShaped: rewards[chosen] - alpha * lengths[chosen],
-    rejectedShaped: rewards[rejected] - alpha * lengths[rejected],
+    chosenShaped: shapedReward(rewards[chosen], lengths[chosen], alpha),
+    rejectedShaped: shapedReward(rewards[rejected], lengths[rejected], alpha),
     lengthDiff: lengths[chosen] - lengths[rejected],
   };
 }

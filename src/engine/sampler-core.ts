@@ -6,7 +6,7 @@ import { createSession, runSession, type SessionConfig } from '../onnx/session.t
 import { deriveSeed, Rng } from '../util/random.ts';
 import { engineModel } from './engine-weights.ts';
 import { gatherRows, KvBatch } from './sampler-kv-batch.ts';
-import { checkSamplingParams, logSumExp, sampleToken, type SamplingParams } from './sampling.ts';
+import { checkSamplingParams, sampleWithLogProb, type SamplingParams } from './sampling.ts';
 
 /**
  * Batched generation with a KV cache, in the calling thread (the worker in sampler-worker.ts hosts it).
@@ -128,8 +128,8 @@ export class SamplerCore {
       const alive: number[] = [];
       rowsNow.forEach((row, i) => {
         const lr = logits.subarray(logitRow(i) * V, (logitRow(i) + 1) * V);
-        const token = sampleToken(lr, params, row.rng);
-        row.logProb += lr[token] - logSumExp(lr);
+        const { token, logProb } = sampleWithLogProb(lr, params, row.rng);
+        row.logProb += logProb;
         row.tokens.push(token);
         if (eos.has(token)) finish(row, 'eos');
         else if (row.tokens.length >= params.maxNewTokens) finish(row, 'length');

@@ -20,13 +20,31 @@ export function checkSamplingParams(p: SamplingParams): void {
   if (!(p.topP > 0 && p.topP <= 1)) throw new Error(`sampling: top-p must be in (0, 1], got ${p.topP}`);
 }
 
-/** log Σ exp(row), in float64. */
+/** log Σ exp(row), in float64, to within ~1e-14 relative (the terms by `expNonPositive`). */
 export function logSumExp(row: ArrayLike<number>): number {
   let m = -Infinity;
   for (let i = 0; i < row.length; i++) if (row[i] > m) m = row[i];
+  if (!Number.isFinite(m)) return m;
   let s = 0;
-  for (let i = 0; i < row.length; i++) s += Math.exp(row[i] - m);
+  for (let i = 0; i < row.length; i++) s += expNonPositive(row[i] - m);
   return m + Math.log(s);
+}
+
+/** exp(−k/16) for k in [0, EXP_TABLE_SIZE): the table of expNonPositive's range reduction. */
+const EXP_TABLE_SIZE = 11936; // 16 × 746: below −746 exp is 0 in float64
+const EXP_TABLE = Float64Array.from({ length: EXP_TABLE_SIZE }, (_, k) => Math.exp(-k / 16));
+
+/**
+ * exp(x) for x ≤ 0 to within ~1e-14 relative, several times cheaper than Math.exp (a table lookup and
+ * an inlined degree-6 polynomial on |d| ≤ 1/32): for the sampler's sums over the whole vocabulary.
+ * Not bit-equal to Math.exp: where a draw depends on those bits, callers check a margin (sampleToken).
+ */
+export function expNonPositive(x: number): number {
+  const y = -16 * x;
+  if (!(y >= -0.5 && y < EXP_TABLE_SIZE - 0.5)) return y > 0 ? 0 : Math.exp(x); // far below (−∞ too): 0; x > 1/32 or NaN: Math.exp
+  const k = (y + 0.5) | 0; // round(y) (Math.round is several times slower)
+  const d = x + k / 16; // |d| ≤ 1/32
+  return EXP_TABLE[k] * (1 + d * (1 + d * (1 / 2 + d * (1 / 6 + d * (1 / 24 + d * (1 / 120 + d * (1 / 720)))))));
 }
 
 export function argmax(row: ArrayLike<number>): number {
@@ -58,10 +76,11 @@ export function candidates(z: ArrayLike<number>, topK: number, topP: number): { 
 
 /**
  * The top-k/top-p cut as a threshold on z: tokens with z ≥ threshold are kept (−Infinity: all).
- * `e[i]` must hold exp(z[i] − m), m = max z.
+ * `e[i]` must hold exp(z[i] − m), m = max z, to within ~1e-13 relative.
  *
  * The cut is defined by `thresholdBySort` (a sort of the values near the max, then a running sum in
- * descending order); this finds the same threshold in linear time. Top-k: a quickselect of the k
+ * descending order); this finds the same threshold in linear time. `e` may come from expNonPositive
+ * (≤ ~1e-14 relative error): that too is far inside CROSSING_MARGIN. Top-k: a quickselect of the k
  * largest values, then the same sums over them sorted. Top-p alone: the running-sum crossing is
  * located through a histogram of z (bucket masses), and only the crossing bucket is sorted. Those
  * sums are added in another order than the reference's, so they differ from it by at most
@@ -251,35 +270,55 @@ function scratch(slot: number, n: number): Float64Array {
   return buf.subarray(0, n);
 }
 
-/** Draws the next token from one row of raw logits. */
+/**
+ * Draws the next token from one row of raw logits: the token today's reference draw (weights
+ * exp(z − max) by Math.exp, summed in id order, u = r·Σ, the first kept token where u − running sum
+ * < 0) picks, bit for bit. The weights come from `expNonPositive` (one cheap pass for the cut's
+ * masses and the draw); a draw that lands within DRAW_MARGIN of a boundary, where those approximate
+ * weights could pick a neighbour, is redone with Math.exp.
+ */
 export function sampleToken(logits: ArrayLike<number>, p: SamplingParams, rng: Rng): number {
-  if (p.temperature === 0) return argmax(logits);
+  return sampleWithLogProb(logits, p, rng).token;
+}
+
+/**
+ * sampleToken, and the token's untempered log-prob logits[token] − logSumExp(logits) (the same value,
+ * bit for bit), its exp terms summed in the pass that makes the draw's weights.
+ */
+export function sampleWithLogProb(logits: ArrayLike<number>, p: SamplingParams, rng: Rng): { token: number; logProb: number } {
+  if (p.temperature === 0) {
+    const token = argmax(logits);
+    return { token, logProb: logits[token] - logSumExp(logits) };
+  }
   const V = logits.length;
   const invT = 1 / p.temperature;
   const noCut = (p.topK === 0 || p.topK >= V) && p.topP >= 1;
-  if (noCut) {
-    // plain softmax draw over the whole vocabulary, in id order
-    let m = -Infinity;
-    for (let i = 0; i < V; i++) if (logits[i] > m) m = logits[i];
-    let s = 0;
-    for (let i = 0; i < V; i++) s += Math.exp((logits[i] - m) * invT);
-    let u = rng.next() * s;
-    for (let i = 0; i < V; i++) {
-      u -= Math.exp((logits[i] - m) * invT);
-      if (u < 0) return i;
-    }
-    return argmax(logits); // rounding left u ≥ 0 after the last term
-  }
   const z = scratch(0, V);
-  let m = -Infinity;
+  const e = scratch(1, V);
+  let lmax = -Infinity;
+  for (let i = 0; i < V; i++) if (logits[i] > lmax) lmax = logits[i];
+  // z = logits / T (the cut and the weights exp(z − m)), or for the plain draw (logit − max logit)/T
+  const m = noCut ? 0 : lmax * invT; // = max z: rounding is monotone
+  if (noCut) for (let i = 0; i < V; i++) z[i] = (logits[i] - lmax) * invT;
+  else for (let i = 0; i < V; i++) z[i] = logits[i] * invT;
+  let sum = 0; // Σ exp(logit − max logit), as logSumExp adds it
   for (let i = 0; i < V; i++) {
-    const x = logits[i] * invT;
-    z[i] = x;
-    if (x > m) m = x;
+    e[i] = expNonPositive(z[i] - m);
+    sum += expNonPositive(logits[i] - lmax);
   }
-  const e = expShifted(z, m, scratch(1, V));
-  const threshold = cutThreshold(z, e, m, p.topK, p.topP);
-  // one draw from the kept tokens, in id order
+  const lse = Number.isFinite(lmax) ? lmax + Math.log(sum) : lmax;
+  const threshold = noCut ? -Infinity : cutThreshold(z, e, m, p.topK, p.topP);
+  const r = rng.next();
+  let token = drawWithMargin(z, e, threshold, r);
+  if (token < 0) token = referenceDraw(z, m, threshold, r, noCut ? argmax(logits) : -1);
+  return { token, logProb: logits[token] - lse };
+}
+
+/** The reference draw, with Math.exp weights; `fallback` when rounding left u ≥ 0 after the last term (−1: the first kept token). */
+function referenceDraw(z: Float64Array, m: number, threshold: number, r: number, fallback: number): number {
+  const V = z.length;
+  const e = scratch(1, V);
+  for (let i = 0; i < V; i++) e[i] = Math.exp(z[i] - m);
   let s = 0;
   let first = -1;
   for (let i = 0; i < V; i++) {
@@ -288,12 +327,37 @@ export function sampleToken(logits: ArrayLike<number>, p: SamplingParams, rng: R
       if (first < 0) first = i;
     }
   }
-  let u = rng.next() * s;
+  let u = r * s;
   for (let i = 0; i < V; i++) {
     if (z[i] >= threshold) {
       u -= e[i];
       if (u < 0) return i;
     }
   }
-  return first;
+  return fallback >= 0 ? fallback : first;
+}
+
+/**
+ * Relative distance to a boundary that a draw on approximate weights must clear to be the reference's:
+ * their error (~1e-14 relative) plus the rounding of two id-order sums of V terms (≤ V·2⁻⁵³ relative,
+ * 5e-12 at V = 49k) is far below it.
+ */
+const DRAW_MARGIN = 1e-9;
+
+/** The draw on weights e over the tokens with z ≥ threshold, or −1 when it lies within DRAW_MARGIN of a boundary. */
+function drawWithMargin(z: Float64Array, e: Float64Array, threshold: number, r: number): number {
+  const V = z.length;
+  let s = 0;
+  for (let i = 0; i < V; i++) if (z[i] >= threshold) s += e[i];
+  if (!(s > 0) || !Number.isFinite(s) || V > MAX_FAST_VOCAB) return -1;
+  const margin = DRAW_MARGIN * s;
+  let u = r * s;
+  for (let i = 0; i < V; i++) {
+    if (z[i] >= threshold) {
+      const before = u;
+      u -= e[i];
+      if (u < 0) return before > margin && u < -margin ? i : -1;
+    }
+  }
+  return -1;
 }

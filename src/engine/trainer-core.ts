@@ -9,7 +9,9 @@ import { emitResponsePositions } from '../losses/response-positions.ts';
 import { emitSequenceLogps } from '../losses/sequence-logps.ts';
 import { ADAMW_DEFAULTS, adamwUpdate, type AdamWConfig } from '../optim/adamw.ts';
 import { learningRateAt } from '../optim/schedule.ts';
-import { buildGradsGraph, accName, gradName, type LossKind, type TrainGraphSpec } from './trainer-graph.ts';
+import { buildGradsGraph, accName, gradName, trainedShapes, type LossKind, type TrainGraphSpec } from './trainer-graph.ts';
+import { initAdapter, mergeAdapter, type LoraConfig } from '../model/lora.ts';
+import { loraLinearAdapter } from '../model/lora-graph.ts';
 import { chunk, collateRows, ktoMismatchedRows, preferenceRows, type PreferencePair, type Row, type SftExample } from './trainer-batch.ts';
 
 /**
@@ -43,6 +45,11 @@ export interface TrainerOptions {
   spinning?: boolean;
   /** onnxruntime's profiler on the train sessions: JSON files with this prefix, written on release(). */
   profileFilePrefix?: string;
+  /**
+   * Train a LoRA adapter on frozen weights: `adapter` to continue (PEFT names), else a fresh one
+   * (PEFT's init from `seed`, B = 0, so the policy starts equal to the weights it was given).
+   */
+  lora?: { config: LoraConfig; adapter?: Weights; seed?: number };
 }
 
 export type TrainBatch =
@@ -87,6 +94,9 @@ export class TrainerCore {
   private readonly m = new Map<string, Buffer>();
   private readonly v = new Map<string, Buffer>();
   private readonly grads = new Map<string, Buffer>();
+  /** LoRA: the frozen model weights (fed to every graph, never updated); empty otherwise. */
+  private readonly frozen = new Map<string, Buffer>();
+  private readonly frozenShapes: Map<string, number[]>;
   private stepsDone = 0;
   private readonly sessions = new Map<string, Promise<ort.InferenceSession>>();
   readonly dtype: FloatDType;
@@ -99,16 +109,25 @@ export class TrainerCore {
     readonly options: TrainerOptions,
   ) {
     this.dtype = options.dtype ?? 'float32';
-    this.shapes = llamaParameterShapes(config);
+    const lora = options.lora;
+    this.shapes = trainedShapes({ config, lora: lora?.config });
     this.names = [...this.shapes.keys()];
+    this.frozenShapes = lora ? llamaParameterShapes(config) : new Map();
+    for (const [name, shape] of this.frozenShapes) {
+      const t = weights.get(name);
+      if (!t) throw new Error(`trainer: the model has no tensor ${name}`);
+      if (t.shape.join(',') !== shape.join(',')) throw new Error(`trainer: ${name} has shape [${t.shape}], the config implies [${shape}]`);
+      this.frozen.set(name, toFloat(t, this.dtype).data as Buffer); // read only: no copy needed
+    }
+    const initial = lora ? (lora.adapter ?? initAdapter(config, lora.config, lora.seed ?? 0)) : weights;
     const sizes = this.names.map((name) => this.shapes.get(name)!.reduce((a, b) => a * b, 1));
     const total = sizes.reduce((a, b) => a + b, 0);
     const alloc = (): Buffer => (this.dtype === 'float64' ? new Float64Array(total) : new Float32Array(total));
     this.flat = { params: alloc(), m: alloc(), v: alloc(), grads: alloc() };
     let offset = 0;
     this.names.forEach((name, k) => {
-      const t = weights.get(name);
-      if (!t) throw new Error(`trainer: the model has no tensor ${name}`);
+      const t = initial.get(name);
+      if (!t) throw new Error(`trainer: the ${lora ? 'adapter' : 'model'} has no tensor ${name}`);
       const view = (b: Buffer) => b.subarray(offset, offset + sizes[k]);
       this.params.set(name, view(this.flat.params));
       this.m.set(name, view(this.flat.m));
@@ -125,6 +144,7 @@ export class TrainerCore {
       beta: options.beta,
       alpha: options.alpha,
       maxPositions: options.maxPositions,
+      lora: lora?.config,
     };
     this.adamw = { ...ADAMW_DEFAULTS, ...options.adamw };
   }
@@ -147,17 +167,17 @@ export class TrainerCore {
   }
 
   private tensor(name: string, data: Buffer): ort.Tensor {
-    return new ort.Tensor(this.dtype, data, this.shapes.get(name)!);
+    return new ort.Tensor(this.dtype, data, this.shapes.get(name) ?? this.frozenShapes.get(name)!);
   }
 
   private scalar(x: number): ort.Tensor {
     return new ort.Tensor(this.dtype, this.dtype === 'float64' ? Float64Array.of(x) : Float32Array.of(x), []);
   }
 
-  private session(kind: 'grads' | 'grads-acc' | 'logps'): Promise<ort.InferenceSession> {
+  private session(kind: 'grads' | 'grads-acc' | 'logps' | 'base-logps'): Promise<ort.InferenceSession> {
     let s = this.sessions.get(kind);
     if (!s) {
-      const graph = kind === 'logps' ? this.logpsGraph() : buildGradsGraph(this.spec, { accumulate: kind === 'grads-acc' });
+      const graph = kind === 'logps' || kind === 'base-logps' ? this.logpsGraph(kind === 'logps') : buildGradsGraph(this.spec, { accumulate: kind === 'grads-acc' });
       s = createTrainSession(serializeModel(graph), {
         provider: this.options.provider ?? 'cpu',
         threads: this.options.threads ?? 1,
@@ -172,7 +192,8 @@ export class TrainerCore {
     return s;
   }
 
-  private logpsGraph(): GraphBuilder {
+  /** Sequence log-probs; `adapted` false: of the frozen weights alone (a LoRA policy's adapter off). */
+  private logpsGraph(adapted: boolean): GraphBuilder {
     const g = new GraphBuilder('policy_logps');
     const ids = g.input('input_ids', 'int64', ['rows', 'seq']);
     const mask = g.input('attention_mask', 'int64', ['rows', 'seq']);
@@ -187,6 +208,7 @@ export class TrainerCore {
       linear: 'gemm',
       contribOps: true,
       weight: (name, shape) => g.input(name, this.dtype, shape),
+      adapter: adapted && this.spec.lora ? loraLinearAdapter(g, this.config, this.spec.lora, { linear: 'gemm', dtype: this.dtype }, (name, shape) => g.input(name, this.dtype, shape)) : undefined,
     });
     g.output(emitSequenceLogps(g, logProbs, at), this.dtype, ['rows'], 'policy_logps');
     return g;
@@ -195,11 +217,25 @@ export class TrainerCore {
   private paramFeeds(feeds: Record<string, ort.Tensor>, session: ort.InferenceSession): void {
     const wanted = new Set(session.inputNames);
     for (const name of this.names) if (wanted.has(name)) feeds[name] = this.tensor(name, this.params.get(name)!);
+    for (const [name, data] of this.frozen) if (wanted.has(name)) feeds[name] = this.tensor(name, data);
   }
 
   /** Summed response log-probs of rows under the current policy (no gradient). */
-  async policyLogps(rows: Row[]): Promise<number[]> {
-    const session = await this.session('logps');
+  policyLogps(rows: Row[]): Promise<number[]> {
+    return this.sequenceLogps(rows, 'logps');
+  }
+
+  /**
+   * A LoRA trainer's reference: log-probs under the frozen weights, the adapter off — the policy's
+   * starting point, with no second copy of the weights.
+   */
+  baseLogps(rows: Row[]): Promise<number[]> {
+    if (!this.spec.lora) throw new Error('trainer: baseLogps is for a LoRA trainer (its weights without the adapter)');
+    return this.sequenceLogps(rows, 'base-logps');
+  }
+
+  private async sequenceLogps(rows: Row[], kind: 'logps' | 'base-logps'): Promise<number[]> {
+    const session = await this.session(kind);
     const out: number[] = [];
     for (const part of chunk(rows, this.options.microBatch ? this.options.microBatch * 2 : rows.length)) {
       const c = collateRows(part, this.dtype, this.options.padTokenId ?? 0);
@@ -313,8 +349,22 @@ export class TrainerCore {
     return { feeds, tokens: c.responseTokens };
   }
 
-  /** Current parameters as HF-named host tensors (copies, in the trainer's dtype). */
+  /** The policy's full weights as HF-named host tensors (copies, in the trainer's dtype; a LoRA policy's merged, in float32). */
   weights(): Weights {
+    if (this.spec.lora) {
+      const base: Weights = new Map([...this.frozen].map(([n, data]) => [n, { dtype: this.dtype, shape: this.frozenShapes.get(n)!, data } as HostTensor]));
+      return mergeAdapter(this.config, base, { lora: this.spec.lora, weights: this.trained(), baseModel: null });
+    }
+    return this.trained();
+  }
+
+  /** LoRA: the adapter's current tensors (PEFT names, copies); null for full fine-tuning. */
+  adapter(): { config: LoraConfig; weights: Weights } | null {
+    return this.spec.lora ? { config: this.spec.lora, weights: this.trained() } : null;
+  }
+
+  /** The trained parameters (all weights, or the adapter's tensors), copied. */
+  private trained(): Weights {
     const out: Weights = new Map();
     for (const name of this.names) out.set(name, { dtype: this.dtype, shape: this.shapes.get(name)!, data: this.params.get(name)!.slice() } as HostTensor);
     return out;
@@ -323,7 +373,7 @@ export class TrainerCore {
   state(): TrainerState {
     const copy = (src: Map<string, Buffer>): Weights =>
       new Map(this.names.map((n) => [n, { dtype: this.dtype, shape: this.shapes.get(n)!, data: src.get(n)!.slice() } as HostTensor]));
-    return { step: this.stepsDone, params: this.weights(), m: copy(this.m), v: copy(this.v) };
+    return { step: this.stepsDone, params: this.trained(), m: copy(this.m), v: copy(this.v) };
   }
 
   async release(): Promise<void> {

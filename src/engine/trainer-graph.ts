@@ -6,6 +6,8 @@ import { emitPreferenceLoss, type PreferenceLossKind } from '../losses/preferenc
 import { emitResponsePositions } from '../losses/response-positions.ts';
 import { emitSequenceLogps } from '../losses/sequence-logps.ts';
 import { emitSftLoss } from '../losses/sft.ts';
+import { loraParameterShapes, type LoraConfig } from '../model/lora.ts';
+import { loraLinearAdapter } from '../model/lora-graph.ts';
 
 /**
  * The training graphs. Parameters (HF names) are graph inputs; nothing is an
@@ -38,8 +40,19 @@ export interface TrainGraphSpec {
    * 'matmul' is MatMul(x, Transpose(W)).
    */
   linear?: 'gemm' | 'matmul';
-  /** float32: RoPE and SiLU as onnxruntime's fused kernels (see LlamaEmitOptions.contribOps). Default true. */
+  /** float32: RMSNorm, RoPE and SiLU as onnxruntime's fused kernels (see LlamaEmitOptions.contribOps). Default true. */
   contribOps?: boolean;
+  /**
+   * Train a LoRA adapter instead of the weights: the model's weights are still graph inputs but
+   * frozen (no gradient, no optimizer state); the trained parameters and grad.* are the adapter's
+   * tensors (PEFT names, see model/lora.ts), as are the trainer's AdamW moments.
+   */
+  lora?: LoraConfig;
+}
+
+/** The parameters a spec trains, with their shapes: every weight, or the LoRA adapter's tensors. */
+export function trainedShapes(spec: Pick<TrainGraphSpec, 'config' | 'lora'>): Map<string, number[]> {
+  return spec.lora ? loraParameterShapes(spec.config, spec.lora) : llamaParameterShapes(spec.config);
 }
 
 export type TrainPhase = 'forward' | 'backward';
@@ -69,7 +82,7 @@ export const METRIC_OUTPUTS = ['loss', 'units', 'correct_sum', 'margin_sum', 'ch
 
 function emitLossAndGrads(g: GraphBuilder, spec: TrainGraphSpec): Map<string, string> {
   const { config, dtype } = spec;
-  const shapes = llamaParameterShapes(config);
+  const shapes = trainedShapes(spec);
   const params = new Map<string, string>();
   const inputIds = g.input('input_ids', 'int64', ['rows', 'seq']);
   const attentionMask = g.input('attention_mask', 'int64', ['rows', 'seq']);
@@ -77,19 +90,23 @@ function emitLossAndGrads(g: GraphBuilder, spec: TrainGraphSpec): Map<string, st
   const lossWeight = g.input('loss_weight', dtype, []);
   // the lm_head and log-softmax run on response positions only: prompt positions carry no loss
   const at = emitResponsePositions(g, responseMask);
+  const trainable = (name: string, shape: number[]) => {
+    const v = g.input(name, dtype, shape);
+    params.set(name, v);
+    return v;
+  };
+  const linear = spec.linear ?? 'gemm';
   const { logProbs } = emitLlamaForward(g, config, {
     dtype,
     inputIds,
     attentionMask,
     predictAt: at.index,
     maxPositions: spec.maxPositions,
-    linear: spec.linear ?? 'gemm',
+    linear,
     contribOps: spec.contribOps ?? true,
-    weight: (name, shape) => {
-      const v = g.input(name, dtype, shape);
-      params.set(name, v);
-      return v;
-    },
+    // with LoRA the weights are frozen inputs (outside `params`, so the autodiff never reaches them)
+    weight: spec.lora ? (name, shape) => g.input(name, dtype, shape) : trainable,
+    adapter: spec.lora ? loraLinearAdapter(g, config, spec.lora, { linear, dtype }, trainable) : undefined,
   });
   for (const name of shapes.keys()) if (!params.has(name)) params.set(name, g.input(name, dtype, shapes.get(name)!));
   const seqLogps = emitSequenceLogps(g, logProbs, at);
@@ -144,7 +161,7 @@ function emitLossAndGrads(g: GraphBuilder, spec: TrainGraphSpec): Map<string, st
 export function buildGradsGraph(spec: TrainGraphSpec, opts: { accumulate?: boolean } = {}): GraphBuilder {
   const g = new GraphBuilder('train_grads');
   const grads = emitLossAndGrads(g, spec);
-  const shapes = llamaParameterShapes(spec.config);
+  const shapes = trainedShapes(spec);
   const outs: NamedOutput[] = [];
   for (const [name, grad] of grads) {
     const shape = shapes.get(name)!;

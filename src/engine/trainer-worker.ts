@@ -14,12 +14,17 @@ serveEngine(async (init: TrainerInit) => {
     info: async () => ({ config: model.config }),
     step: (batch: TrainBatch) => core.step(batch),
     policyLogps: (rows: Row[]) => core.policyLogps(rows),
+    baseLogps: (rows: Row[]) => core.baseLogps(rows),
     weights: async () => core.weights(),
     state: async () => core.state(),
     setState: async (state: Parameters<TrainerCore['setState']>[0]) => core.setState(state),
     save: async (dir: string, meta: SaveMeta) => {
       if (!model.tokenizer) throw new Error(`trainer: cannot save ${dir}: the model has no tokenizer files (open it from a model directory or give tokenizerDir)`);
-      return writeCheckpoint(dir, { config: model.config, weights: core.weights(), tokenizerFiles: model.tokenizer.files, ...meta });
+      const adapter = core.adapter();
+      if (!adapter) return writeCheckpoint(dir, { config: model.config, weights: core.weights(), tokenizerFiles: model.tokenizer.files, ...meta });
+      // a LoRA checkpoint: the adapter, naming the directory the trainer's frozen weights came from
+      if (init.source.modelDir === undefined) throw new Error(`trainer: cannot save the LoRA adapter ${dir}: its base must be a model directory (open the trainer with modelDir)`);
+      return writeCheckpoint(dir, { config: model.config, weights: new Map(), adapter: { lora: adapter.config, weights: adapter.weights, baseDir: init.source.modelDir }, tokenizerFiles: model.tokenizer.files, ...meta });
     },
     close: () => core.release(),
   };

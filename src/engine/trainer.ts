@@ -36,6 +36,7 @@ export interface TrainerApi {
   info(): Promise<{ config: LlamaConfig }>;
   step(batch: TrainBatch): Promise<StepMetrics>;
   policyLogps(rows: Row[]): Promise<number[]>;
+  baseLogps(rows: Row[]): Promise<number[]>;
   weights(): Promise<Weights>;
   state(): Promise<TrainerState>;
   setState(state: { step: number; m?: Weights; v?: Weights }): Promise<void>;
@@ -62,6 +63,11 @@ export class Trainer {
   /** Summed response log-probs of rows under the current policy (no gradient). */
   policyLogps(rows: Row[]): Promise<number[]> {
     return this.handle.call('policyLogps', rows);
+  }
+
+  /** LoRA: summed response log-probs under the frozen weights, the adapter off (the reference of a LoRA policy). */
+  baseLogps(rows: Row[]): Promise<number[]> {
+    return this.handle.call('baseLogps', rows);
   }
 
   weights(): Promise<Weights> {

@@ -21,6 +21,19 @@ export interface RecordEntry {
   location: string;
 }
 
+/** A record the file holds but that cannot be read as one (bad JSON, not UTF-8, not an object, a bad Parquet cell). */
+export interface BadRecordEntry {
+  /** 0-based position of the record in the file (bad records count, so fixing one keeps the others' positions). */
+  index: number;
+  location: string;
+  problem: string;
+  /** The record's bytes as they are in the file (JSONL: the line), for the dead-letter record. */
+  raw: Uint8Array;
+}
+
+/** Each record of a file, read or not: what a caller that dead-letters per record iterates. */
+export type RecordOrProblem = ({ ok: true } & RecordEntry) | ({ ok: false } & BadRecordEntry);
+
 /** An error in a record file; the message starts with the location. */
 export class RecordsFileError extends Error {
   constructor(readonly location: string, problem: string) {
@@ -42,8 +55,20 @@ export async function* readRecords(path: string, format?: RecordsFormat): AsyncG
   for await (const entry of readRecordEntries(path, format)) yield entry.value;
 }
 
-/** Records with their location, for callers that report problems per record. */
-export async function* readRecordEntries(path: string, format: RecordsFormat = recordsFormatOf(path)): AsyncGenerator<RecordEntry> {
+/** Records with their location; the first record that cannot be read throws a RecordsFileError naming it. */
+export async function* readRecordEntries(path: string, format?: RecordsFormat): AsyncGenerator<RecordEntry> {
+  for await (const entry of readRecordsOrProblems(path, format)) {
+    if (!entry.ok) throw new RecordsFileError(entry.location, entry.problem);
+    yield entry;
+  }
+}
+
+/**
+ * Every record of a file in order, each either read or with the problem that kept it from being
+ * read, so one bad line costs that line only. Problems with the whole file (missing, not JSON as a
+ * whole, not Parquet) still throw, before any record is yielded.
+ */
+export async function* readRecordsOrProblems(path: string, format: RecordsFormat = recordsFormatOf(path)): AsyncGenerator<RecordOrProblem> {
   if (format === 'jsonl') yield* readJsonl(path);
   else if (format === 'json') yield* readJsonArray(path);
   else yield* readParquetRecords(path);
@@ -55,18 +80,19 @@ function describeJson(v: unknown): string {
   return v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v;
 }
 
-async function* readJsonl(path: string): AsyncGenerator<RecordEntry> {
+async function* readJsonl(path: string): AsyncGenerator<RecordOrProblem> {
   let lineNo = 0;
   let index = 0;
   let carry: Buffer | null = null;
-  const parseLine = (bytes: Buffer): RecordEntry | null => {
+  const parseLine = (bytes: Buffer): RecordOrProblem | null => {
     lineNo++;
     const location = `${path}:${lineNo}`;
+    const bad = (problem: string): RecordOrProblem => ({ ok: false, index: index++, location, problem, raw: Uint8Array.from(bytes) });
     let text: string;
     try {
       text = fatal.decode(bytes);
     } catch {
-      throw new RecordsFileError(location, 'is not valid UTF-8');
+      return bad('is not valid UTF-8');
     }
     if (text.endsWith('\r')) text = text.slice(0, -1);
     if (lineNo === 1 && text.startsWith('\uFEFF')) text = text.slice(1);
@@ -75,12 +101,12 @@ async function* readJsonl(path: string): AsyncGenerator<RecordEntry> {
     try {
       value = JSON.parse(text);
     } catch (err) {
-      throw new RecordsFileError(location, `invalid JSON (${err instanceof Error ? err.message : String(err)})`);
+      return bad(`invalid JSON (${err instanceof Error ? err.message : String(err)})`);
     }
     if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-      throw new RecordsFileError(location, `expected a JSON object per line, got ${describeJson(value)}`);
+      return bad(`expected a JSON object per line, got ${describeJson(value)}`);
     }
-    return { value: value as Record<string, unknown>, index: index++, location };
+    return { ok: true, value: value as Record<string, unknown>, index: index++, location };
   };
   const stream = createReadStream(path);
   try {
@@ -115,7 +141,7 @@ async function readBytes(path: string): Promise<Buffer> {
   }
 }
 
-async function* readJsonArray(path: string): AsyncGenerator<RecordEntry> {
+async function* readJsonArray(path: string): AsyncGenerator<RecordOrProblem> {
   const bytes = await readBytes(path);
   let text: string;
   try {
@@ -133,13 +159,14 @@ async function* readJsonArray(path: string): AsyncGenerator<RecordEntry> {
   for (const [index, v] of value.entries()) {
     const location = `${path}[${index}]`;
     if (typeof v !== 'object' || v === null || Array.isArray(v)) {
-      throw new RecordsFileError(location, `expected a JSON object, got ${describeJson(v)}`);
+      yield { ok: false, index, location, problem: `expected a JSON object, got ${describeJson(v)}`, raw: new TextEncoder().encode(JSON.stringify(v) ?? 'null') };
+      continue;
     }
-    yield { value: v as Record<string, unknown>, index, location };
+    yield { ok: true, value: v as Record<string, unknown>, index, location };
   }
 }
 
-async function* readParquetRecords(path: string): AsyncGenerator<RecordEntry> {
+async function* readParquetRecords(path: string): AsyncGenerator<RecordOrProblem> {
   const bytes = await readBytes(path);
   const { readParquet } = await import('parquet-wasm');
   let ipc: Uint8Array;
@@ -155,10 +182,16 @@ async function* readParquetRecords(path: string): AsyncGenerator<RecordEntry> {
     for (let i = 0; i < batch.numRows; i++) {
       const location = `${path} row ${index}`;
       const value: Record<string, unknown> = {};
-      fields.forEach((f, c) => {
-        value[f.name] = arrowToPlain(batch.data.children[c], f, i, location, f.name);
-      });
-      yield { value, index: index++, location };
+      try {
+        fields.forEach((f, c) => {
+          value[f.name] = arrowToPlain(batch.data.children[c], f, i, location, f.name);
+        });
+      } catch (err) {
+        if (!(err instanceof RecordsFileError)) throw err;
+        yield { ok: false, index: index++, location, problem: err.message.slice(location.length + 2), raw: new Uint8Array(0) };
+        continue;
+      }
+      yield { ok: true, value, index: index++, location };
     }
   }
 }

@@ -42,7 +42,15 @@ export interface LlamaEmitOptions {
    * differentiable by the autodiff. Off (default): standard ops only. The trainer turns it on (float32).
    */
   contribOps?: boolean;
+  /**
+   * A hook on every Linear: given the weight's HF name, the layer input x ([N,in] with 'gemm',
+   * [B,S,in] with 'matmul') and its output y, returns the output to use (a LoRA adapter adds
+   * its low-rank term here; see lora-graph.ts). Absent: y.
+   */
+  adapter?: LinearAdapter;
 }
+
+export type LinearAdapter = (weight: string, x: string, y: string) => string;
 
 /** cos/sin tables, the int64 positions [B,S] and (standard-op RoPE) their rows gathered [B,1,S,hd/2]. */
 export interface RopeValues {
@@ -156,11 +164,13 @@ class Emitter {
       const g = this.g;
       const out = this.shapes.get(weight)![0];
       const flat = g.op1('Reshape', [x, g.int64([-1, this.shapes.get(weight)![1]])]);
-      const y = g.op1('Gemm', bias ? [flat, this.w(weight), this.w(bias)] : [flat, this.w(weight)], { transB: 1 });
+      const base = g.op1('Gemm', bias ? [flat, this.w(weight), this.w(bias)] : [flat, this.w(weight)], { transB: 1 });
+      const y = this.opts.adapter ? this.opts.adapter(weight, flat, base) : base;
       return g.op1('Reshape', [y, g.op1('Concat', [this.batchSeqShape(x), g.int64([out])], { axis: 0 })]);
     }
     const wt = this.g.op1('Transpose', [this.w(weight)], { perm: [1, 0] });
-    const y = this.g.op1('MatMul', [x, wt]);
+    const base = this.g.op1('MatMul', [x, wt]);
+    const y = this.opts.adapter ? this.opts.adapter(weight, x, base) : base;
     return bias ? this.g.op1('Add', [y, this.w(bias)]) : y;
   }
 
@@ -388,16 +398,23 @@ export interface BuildOptions {
   maxPositions?: number;
   /** Default 'gemm' (these builders make inference graphs). */
   linear?: 'matmul' | 'gemm';
+  /** A Linear hook made for the graph being built (e.g. a LoRA adapter's terms; see lora-graph.ts). */
+  adapter?: (g: GraphBuilder) => LinearAdapter;
 }
 
-/** Graph A as a whole model: inputs input_ids, attention_mask; outputs log_probs [B,T-1] (+ logits [B,T,V]). */
-export function buildTeacherForcedGraph(cfg: LlamaConfig, weights: Weights, opts: BuildOptions & { logits?: boolean } = {}): GraphBuilder {
+/**
+ * Graph A as a whole model: inputs input_ids, attention_mask; outputs log_probs [B,T-1] (+ logits [B,T,V]).
+ * `predictAt`: also an input predict_at int64 [R] (flat indices into the B×(T−1) predicting positions);
+ * log_probs is then [R] and the lm_head and log-softmax run on those R rows only (a scorer's response tokens).
+ */
+export function buildTeacherForcedGraph(cfg: LlamaConfig, weights: Weights, opts: BuildOptions & { logits?: boolean; predictAt?: boolean } = {}): GraphBuilder {
   const dtype = opts.dtype ?? 'float32';
   const g = new GraphBuilder('llama_teacher_forced');
   const inputIds = g.input('input_ids', 'int64', ['batch', 'seq']);
   const attentionMask = g.input('attention_mask', 'int64', ['batch', 'seq']);
-  const out = emitLlamaForward(g, cfg, { dtype, weight: initializerWeights(g, weights, dtype), inputIds, attentionMask, logits: opts.logits, maxPositions: opts.maxPositions, linear: opts.linear ?? 'gemm' });
-  g.output(out.logProbs, dtype, ['batch', 'seq_minus_1'], 'log_probs');
+  const predictAt = opts.predictAt ? g.input('predict_at', 'int64', ['rows']) : undefined;
+  const out = emitLlamaForward(g, cfg, { dtype, weight: initializerWeights(g, weights, dtype), inputIds, attentionMask, logits: opts.logits, predictAt, maxPositions: opts.maxPositions, linear: opts.linear ?? 'gemm', adapter: opts.adapter?.(g) });
+  g.output(out.logProbs, dtype, predictAt ? ['rows'] : ['batch', 'seq_minus_1'], 'log_probs');
   if (out.logits) g.output(out.logits, dtype, ['batch', 'seq', cfg.vocabSize], 'logits');
   return g;
 }
@@ -428,7 +445,7 @@ export function buildDecodeStepGraph(cfg: LlamaConfig, weights: Weights, opts: B
   for (let i = 0; i < cfg.numLayers; i++) {
     past.push({ key: g.input(pastKeyName(i), dtype, kvShape), value: g.input(pastValueName(i), dtype, kvShape) });
   }
-  const out = emitLlamaDecodeStep(g, cfg, { dtype, weight: initializerWeights(g, weights, dtype), inputIds, positionIds, attentionMask, past, last: opts.last, maxPositions: opts.maxPositions, linear: opts.linear ?? 'gemm', cache: opts.cache });
+  const out = emitLlamaDecodeStep(g, cfg, { dtype, weight: initializerWeights(g, weights, dtype), inputIds, positionIds, attentionMask, past, last: opts.last, maxPositions: opts.maxPositions, linear: opts.linear ?? 'gemm', cache: opts.cache, adapter: opts.adapter?.(g) });
   g.output(out.last, dtype, ['batch', cfg.vocabSize], opts.last === 'logProbs' ? 'log_probs' : 'logits');
   const append = opts.cache === 'append';
   const presentShape = ['batch', cfg.numKvHeads, append ? 'new' : 'total', cfg.headDim];

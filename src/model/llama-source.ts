@@ -1,12 +1,12 @@
 import { join } from 'node:path';
 import { ChatTemplate } from './chat-template.ts';
 import type { LlamaConfig } from './llama-config.ts';
-import { loadModel } from './load.ts';
+import { loadPolicy } from './policy.ts';
 import type { Weights } from './tensor.ts';
 import { Tokenizer } from './tokenizer.ts';
 
 /**
- * Where an engine gets its model: a Hugging Face model directory, or weights in memory (e.g. fresh
+ * Where an engine gets its model: a Hugging Face model directory (or a PEFT LoRA adapter on one), or weights in memory (e.g. fresh
  * from the trainer) with an optional directory holding the tokenizer. Plain data, so it can be sent
  * to a worker thread.
  */
@@ -24,7 +24,7 @@ export interface EngineModel {
 
 export function resolveModel(src: ModelSource): EngineModel {
   if (src.modelDir !== undefined) {
-    const m = loadModel(src.modelDir);
+    const m = loadPolicy(src.modelDir); // a LoRA adapter directory arrives merged into its base
     return { config: m.config, weights: m.weights, tokenizer: m.tokenizer, chatTemplate: m.chatTemplate };
   }
   if (!src.model) throw new Error('engine: give modelDir or model');

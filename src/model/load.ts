@@ -11,7 +11,7 @@ import { ChatTemplate } from './chat-template.ts';
 import { formatJson, generationConfigJson, readHfConfig, writeHfConfig } from './hf-config.ts';
 import type { LlamaConfig } from './llama-config.ts';
 import { llamaParameterShapes } from './llama-graph.ts';
-import { readSafetensorsDir, SINGLE_FILE_NAME, writeSafetensors } from './safetensors.ts';
+import { readSafetensorsDir, SINGLE_FILE_NAME, type TensorSpec, writeSafetensors } from './safetensors.ts';
 import type { Weights } from './tensor.ts';
 import { readTokenizerFiles, Tokenizer, type TokenizerFiles } from './tokenizer.ts';
 
@@ -30,7 +30,7 @@ const FLOAT_DTYPES = new Set(['float32', 'float16', 'bfloat16']);
 const IGNORED = [/^model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq$/];
 
 /** Throws, naming `source` and every problem, unless `weights` has exactly the tensors `config` implies. */
-export function validateWeights(config: LlamaConfig, weights: Weights, source: string): void {
+export function validateWeights(config: LlamaConfig, weights: ReadonlyMap<string, TensorSpec>, source: string): void {
   const expected = llamaParameterShapes(config);
   const problems: string[] = [];
   for (const [name, shape] of expected) {

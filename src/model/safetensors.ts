@@ -232,37 +232,96 @@ function tensorBytes(name: string, t: HostTensor): Uint8Array {
   return new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
 }
 
+export interface TensorSpec {
+  dtype: DType;
+  shape: number[];
+}
+
 /**
- * Serializes to the safetensors layout as chunks: [length+header, tensor bytes...] (no copy of tensor data).
- * Tensor order, offsets, JSON form and padding follow the reference writer byte for byte.
+ * The header of a safetensors file holding tensors of these specs, and where each tensor's bytes go
+ * (relative to the end of the header), in the reference writer's order: by dtype, widest first, then name.
  */
-export function serializeSafetensors(weights: Weights, metadata?: SafetensorsMetadata): Uint8Array[] {
-  const names = [...weights.keys()].sort((a, b) => {
-    const ra = DTYPES[weights.get(a)!.dtype]?.rank ?? -1;
-    const rb = DTYPES[weights.get(b)!.dtype]?.rank ?? -1;
+export function safetensorsLayout(specs: ReadonlyMap<string, TensorSpec>, metadata?: SafetensorsMetadata): { head: Buffer; order: string[]; begin: Map<string, number> } {
+  const order = [...specs.keys()].sort((a, b) => {
+    const ra = DTYPES[specs.get(a)!.dtype]?.rank ?? -1;
+    const rb = DTYPES[specs.get(b)!.dtype]?.rank ?? -1;
     return rb - ra || compareUtf8(a, b);
   });
-  const chunks: Uint8Array[] = [];
   const parts: string[] = [];
   const meta = metadata instanceof Map ? [...metadata] : metadata ? Object.entries(metadata) : null;
   if (meta) {
     parts.push(`"__metadata__":{${meta.map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v)}`).join(',')}}`);
   }
+  const begin = new Map<string, number>();
   let offset = 0;
-  for (const name of names) {
+  for (const name of order) {
     if (name === '__metadata__') throw new Error('a tensor may not be named "__metadata__"');
-    const t = weights.get(name)!;
-    const data = tensorBytes(name, t);
-    parts.push(`${JSON.stringify(name)}:{"dtype":"${DTYPES[t.dtype].tag}","shape":[${t.shape.join(',')}],"data_offsets":[${offset},${offset + data.byteLength}]}`);
-    offset += data.byteLength;
-    chunks.push(data);
+    const t = specs.get(name)!;
+    const info = DTYPES[t.dtype];
+    if (!info) throw new Error(`tensor "${name}": unsupported dtype ${String(t.dtype)}`);
+    const bytes = numel(t.shape) * info.bytes;
+    parts.push(`${JSON.stringify(name)}:{"dtype":"${info.tag}","shape":[${t.shape.join(',')}],"data_offsets":[${offset},${offset + bytes}]}`);
+    begin.set(name, offset);
+    offset += bytes;
   }
   const json = Buffer.from(`{${parts.join(',')}}`, 'utf8');
   const padded = Math.ceil(json.byteLength / 8) * 8;
   const head = Buffer.alloc(8 + padded, 0x20);
   head.writeBigUInt64LE(BigInt(padded), 0);
   json.copy(head, 8);
-  return [head, ...chunks];
+  return { head, order, begin };
+}
+
+/**
+ * Serializes to the safetensors layout as chunks: [length+header, tensor bytes...] (no copy of tensor data).
+ * Tensor order, offsets, JSON form and padding follow the reference writer byte for byte.
+ */
+export function serializeSafetensors(weights: Weights, metadata?: SafetensorsMetadata): Uint8Array[] {
+  const { head, order } = safetensorsLayout(weights, metadata);
+  return [head, ...order.map((name) => tensorBytes(name, weights.get(name)!))];
+}
+
+/**
+ * Writes a safetensors file whose tensors arrive one at a time in any order (positioned writes into
+ * the layout the reference writer would give): only one tensor need be in memory.
+ */
+export class SafetensorsStreamWriter {
+  private readonly fd: number;
+  private readonly layout: ReturnType<typeof safetensorsLayout>;
+  private readonly pending: Map<string, TensorSpec>;
+
+  constructor(
+    readonly path: string,
+    specs: ReadonlyMap<string, TensorSpec>,
+    metadata?: SafetensorsMetadata,
+  ) {
+    this.layout = safetensorsLayout(specs, metadata);
+    this.pending = new Map(specs);
+    this.fd = openSync(path, 'w');
+    writeAllAt(this.fd, this.layout.head, 0);
+  }
+
+  write(name: string, t: HostTensor): void {
+    const spec = this.pending.get(name);
+    if (!spec) throw new Error(`${this.path}: tensor "${name}" is not in the layout or was written already`);
+    if (spec.dtype !== t.dtype || spec.shape.join(',') !== t.shape.join(',')) {
+      throw new Error(`${this.path}: tensor "${name}" is ${t.dtype}[${t.shape}], the layout has ${spec.dtype}[${spec.shape}]`);
+    }
+    writeAllAt(this.fd, tensorBytes(name, t), this.layout.head.byteLength + this.layout.begin.get(name)!);
+    this.pending.delete(name);
+  }
+
+  /** Closes the file; throws naming the tensors never written. */
+  close(): void {
+    closeSync(this.fd);
+    if (this.pending.size > 0) throw new Error(`${this.path}: tensors never written: ${[...this.pending.keys()].join(', ')}`);
+  }
+}
+
+/** Writes all of `chunk` at `position` (writeSync may write less than asked). */
+export function writeAllAt(fd: number, chunk: Uint8Array, position: number): void {
+  let done = 0;
+  while (done < chunk.byteLength) done += writeSync(fd, chunk, done, chunk.byteLength - done, position + done);
 }
 
 /** The whole file as one buffer (small models, hashing, tests). */
@@ -289,7 +348,7 @@ export function writeSafetensors(path: string, weights: Weights, metadata?: Safe
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
 
-function halfToFloat(h: number): number {
+export function halfToFloat(h: number): number {
   const sign = h & 0x8000 ? -1 : 1;
   const exp = (h >> 10) & 0x1f;
   const frac = h & 0x3ff;
@@ -299,7 +358,7 @@ function halfToFloat(h: number): number {
 }
 
 /** float32 bits → float16 bits, round to nearest even (as torch's `.half()`). */
-function floatToHalf(x: number): number {
+export function floatToHalf(x: number): number {
   f32[0] = x;
   const bits = u32[0];
   const sign = (bits >>> 16) & 0x8000;

@@ -52,3 +52,10 @@ export function sameOrigin(req: IncomingMessage): boolean {
 export function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\./.test(host);
 }
+
+/** True when a Host header names this machine's loopback: `localhost`, `127.x.x.x` or `[::1]`, with an optional port. */
+export function loopbackHostHeader(host: string | undefined): boolean {
+  if (host === undefined) return false;
+  const m = /^(\[[0-9a-fA-F:.]+\]|[^:\[\]]+)(?::\d{1,5})?$/.exec(host.trim());
+  return m !== null && isLoopback(m[1].toLowerCase());
+}

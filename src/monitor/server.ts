@@ -1,10 +1,11 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { randomBytes } from 'node:crypto';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Bus } from '../../topics/bus.ts';
 import { loadAssets } from './assets.ts';
-import { TOKEN_COOKIE, isLoopback, presentedToken, sameOrigin, tokenMatches } from './auth.ts';
+import { TOKEN_COOKIE, isLoopback, loopbackHostHeader, presentedToken, sameOrigin, tokenMatches } from './auth.ts';
 import { type LagGroup, watchBus } from './bus-source.ts';
 import { boundEvent, checkEvent, checkpointEventFromRecord, metricEventFromRecord, type MonitorEvent } from './events.ts';
 import { EventHistory, type HistoryLimits } from './history.ts';
@@ -44,7 +45,9 @@ export interface MonitorOptions {
   maxBufferedBytes?: number;
   /** Live events are batched for this long (default 100 ms). */
   flushIntervalMs?: number;
-  /** Where errors reading the bus go (default: stderr). */
+  /** Most websocket clients at once; one more is refused with HTTP 503 (default 32). */
+  maxClients?: number;
+  /** Where errors reading the bus, or failing a request, go (default: stderr). Never thrown: the monitor must not stop the work it watches. */
   onError?: (err: unknown) => void;
 }
 
@@ -105,6 +108,16 @@ export function packEvents(jsons: string[], maxBytes: number): string[] {
   return messages;
 }
 
+/** The request target as a URL, or null when it is not an origin-form path (e.g. `http://[`). */
+function requestTarget(target: string | undefined): URL | null {
+  if (target === undefined || !target.startsWith('/')) return null;
+  try {
+    return new URL(target, 'http://monitor.invalid');
+  } catch {
+    return null;
+  }
+}
+
 function sendAsync(ws: WebSocket, data: string): Promise<void> {
   return new Promise((resolve, reject) => ws.send(data, (err) => (err ? reject(err) : resolve())));
 }
@@ -155,9 +168,43 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
     return bounded.event;
   };
 
+  /**
+   * Why a request is refused before anything else looks at it (null: go on): a target that is not a
+   * URL path, or — without a token — a Host that is not a loopback name, which is what a DNS-rebinding
+   * page would send (a token already makes such a page fail).
+   */
+  const refusal = (req: IncomingMessage): { status: number; text: string } | { url: URL } => {
+    const url = requestTarget(req.url);
+    if (!url) return { status: 400, text: 'bad request target\n' };
+    if (token === undefined && !loopbackHostHeader(req.headers.host)) {
+      return { status: 403, text: 'the monitor answers only to a loopback Host (127.0.0.1, localhost, [::1]) unless it has a token\n' };
+    }
+    return { url };
+  };
+
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    try {
+      handleRequest(req, res);
+    } catch (err) {
+      onError(err);
+      if (!res.headersSent) res.writeHead(500, { 'Content-Type': 'text/plain' });
+      res.end();
+    }
+  });
+  // Unparseable requests: answer 400 and close, never throw.
+  server.on('clientError', (_err, socket) => {
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+    else socket.destroy();
+  });
+
+  const handleRequest = (req: IncomingMessage, res: ServerResponse) => {
     securityHeaders(res);
-    const url = new URL(req.url ?? '/', 'http://monitor.invalid');
+    const checked = refusal(req);
+    if (!('url' in checked)) {
+      res.writeHead(checked.status, { 'Content-Type': 'text/plain', Connection: 'close' }).end(checked.text);
+      return;
+    }
+    const url = checked.url;
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { Allow: 'GET, HEAD', 'Content-Type': 'text/plain' }).end('the monitor is read-only\n');
       return;
@@ -178,15 +225,31 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
     }
     res.writeHead(200, { 'Content-Type': asset.contentType, 'Content-Length': asset.body.length });
     res.end(req.method === 'HEAD' ? undefined : asset.body);
-  });
+  };
 
   const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxIncomingBytes ?? 1024, perMessageDeflate: false });
-  server.on('upgrade', (req, socket, head) => {
-    const url = new URL(req.url ?? '/', 'http://monitor.invalid');
-    if (url.pathname !== '/ws' || closed) {
-      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
-      return;
+  const maxClients = options.maxClients ?? 32;
+  server.on('upgrade', (req, socket: Duplex, head) => {
+    socket.on('error', () => {}); // a client that vanishes mid-handshake
+    try {
+      handleUpgrade(req, socket, head);
+    } catch (err) {
+      onError(err);
+      socket.destroy();
     }
+  });
+  // CONNECT (a proxy request) is not for us: say so instead of dropping the connection.
+  server.on('connect', (_req, socket: Duplex) => {
+    socket.on('error', () => {});
+    refuseUpgrade(socket, '405 Method Not Allowed');
+  });
+  const refuseUpgrade = (socket: Duplex, status: string) => socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+  const handleUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const checked = refusal(req);
+    if (!('url' in checked)) return refuseUpgrade(socket, checked.status === 400 ? '400 Bad Request' : '403 Forbidden');
+    const url = checked.url;
+    if (url.pathname !== '/ws' || closed) return refuseUpgrade(socket, '404 Not Found');
+    if (wss.clients.size >= maxClients) return refuseUpgrade(socket, '503 Service Unavailable');
     wss.handleUpgrade(req, socket, head, (ws) => {
       ws.on('error', () => {}); // e.g. an oversized frame: ws closes the connection itself (1009)
       if (!sameOrigin(req)) return ws.close(CLOSE_FORBIDDEN_ORIGIN, 'cross-origin monitor connection refused');
@@ -195,7 +258,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
       }
       void attach(ws);
     });
-  });
+  };
 
   const attach = async (ws: WebSocket) => {
     const client: Client = { ws, live: false, queue: [] };

@@ -2,7 +2,7 @@ import { join, resolve } from 'node:path';
 import type { Bus } from '../../topics/bus.ts';
 import { checkpointsTopic, type Checkpoint } from '../../topics/checkpoints.ts';
 import type { RunConfig } from '../config/schema.ts';
-import { sha256File } from '../model/checkpoint.ts';
+import { sha256File, weightsFileOf } from '../model/checkpoint.ts';
 import { readWholeTopic } from './stage-runner.ts';
 
 /** The initial reference π_ref(0) (e.g. the SFT model the DPO base was tuned from). */
@@ -41,8 +41,8 @@ export function roundVersions(round: number, method: RunConfig['method']): Round
 export async function publishInitialLineage(bus: Bus, checkpointsTopicName: string, policyDir: string, refDir: string): Promise<Map<number, Checkpoint>> {
   const published = new Map((await readWholeTopic(bus, checkpointsTopicName, checkpointsTopic)).map((c) => [c.version, c]));
   const initial: Checkpoint[] = [
-    { version: REF0_VERSION, parentVersion: null, referenceVersion: null, round: 0, location: resolve(refDir), sha256: sha256File(join(refDir, 'model.safetensors')), metrics: {}, createdAt: 0 },
-    { version: 0, parentVersion: null, referenceVersion: REF0_VERSION, round: 0, location: resolve(policyDir), sha256: sha256File(join(policyDir, 'model.safetensors')), metrics: {}, createdAt: 0 },
+    { version: REF0_VERSION, parentVersion: null, referenceVersion: null, round: 0, location: resolve(refDir), sha256: sha256File(join(refDir, weightsFileOf(refDir))), metrics: {}, createdAt: 0 },
+    { version: 0, parentVersion: null, referenceVersion: REF0_VERSION, round: 0, location: resolve(policyDir), sha256: sha256File(join(policyDir, weightsFileOf(policyDir))), metrics: {}, createdAt: 0 },
   ];
   const missing = initial.filter((c) => !published.has(c.version));
   for (const c of initial) {

@@ -1,6 +1,8 @@
 import type { Bus } from '../../topics/bus.ts';
 import { metricsTopic, type MetricEvent, type MetricValue } from '../../topics/metrics.ts';
 import { topicName } from '../../topics/registry.ts';
+import { splitEventName } from '../stages/metric-events.ts';
+import type { StageEvent } from '../stages/stage.ts';
 
 /**
  * Emits metric events from every stage: produced to the run's metrics topic (where `dice monitor`
@@ -31,6 +33,12 @@ export class MetricsEmitter {
     this.buffer.push(event);
     if (!this.timer) this.timer = setTimeout(() => void this.flush(), 200);
     return event;
+  }
+
+  /** A stage's typed event (src/stages/metric-events.ts), as its descriptor projected it. */
+  stageEvent(event: StageEvent, round: number | null): MetricEvent {
+    const { stage, type } = splitEventName(event.name);
+    return this.emit(stage, type, round, event.fields as Record<string, MetricValue>);
   }
 
   async flush(): Promise<void> {

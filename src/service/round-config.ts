@@ -7,7 +7,7 @@ import type { TrainerOptions } from '../engine/trainer.ts';
 
 export function generateParams(config: RunConfig): Partial<GenerateParams> {
   const s = config.sampling;
-  return { temperature: s.temperature, topP: s.topP, topK: s.topK, maxNewTokens: s.maxNewTokens };
+  return { temperature: s.temperature, topP: s.topP, topK: s.topK, maxNewTokens: s.maxNewTokens, maxBatchRows: s.promptsPerCall * s.k };
 }
 
 export function alphaOptions(config: RunConfig, round: number): AlphaOptions {
@@ -40,6 +40,8 @@ export function trainerOptions(config: RunConfig): TrainerOptions {
     microBatch: config.train.microBatch || undefined,
     threads: config.threads,
     provider: config.provider,
+    // LoRA: each round trains a fresh adapter on π_θ(t−1), frozen (so the round's reference π_θ(t−1) is the adapter off)
+    lora: config.train.lora ? { config: config.train.lora, seed: config.seed } : undefined,
   };
 }
 

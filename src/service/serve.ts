@@ -1,34 +1,25 @@
 import { join, resolve } from 'node:path';
-import { BehaviorSubject, concatMap, filter, firstValueFrom, from, lastValueFrom, map, Observable, Subject, takeUntil, toArray } from 'rxjs';
-import type { Bus, TopicRecords } from '../../topics/bus.ts';
-import { batchesTopic, batchKey } from '../../topics/batches.ts';
+import { BehaviorSubject, concatMap, filter, firstValueFrom, from, lastValueFrom, map, Observable, Subject, takeUntil } from 'rxjs';
+import type { Bus } from '../../topics/bus.ts';
 import { checkpointsTopic, type Checkpoint } from '../../topics/checkpoints.ts';
 import { decodeOrDeadLetter, type Decoded } from '../../topics/decode-or-dead-letter.ts';
 import { offlineTopic } from '../../topics/offline.ts';
-import { pairsTopic } from '../../topics/pairs.ts';
-import { promptsTopic, type PromptRecord } from '../../topics/prompts.ts';
 import { createPipelineTopics, topicName, type TopicBaseName } from '../../topics/registry.ts';
-import { samplesTopic, type SamplesGroup } from '../../topics/samples.ts';
+import type { PromptRecord } from '../../topics/prompts.ts';
 import { scoredTopic, type ScoredGroup } from '../../topics/scored.ts';
-import { buildWindow } from '../../operators/alpha.ts';
-import { batchUpTo } from '../../operators/batch-up-to.ts';
 import { switchEngines, type ActiveEngine } from '../../operators/checkpoint.ts';
-import type { Rejected } from '../../operators/ports.ts';
-import { replay } from '../../operators/replay.ts';
-import { sampleBatch } from '../../operators/sample.ts';
-import { scoreBatch } from '../../operators/score.ts';
 import { versionLabel } from '../../operators/train.ts';
 import type { RunConfig } from '../config/schema.ts';
-import { Sampler } from '../engine/sampler.ts';
-import { Scorer } from '../engine/scorer.ts';
-import { readChatTemplate } from '../model/load.ts';
+import { sampleStage, scoreStage } from '../stages/index.ts';
+import { stageEvent, type RecordStage, type RoundContext } from '../stages/stage.ts';
 import type { Logger } from '../util/log.ts';
+import { dropStale, recordStageRun, stageInput } from './batch-executor.ts';
+import { diceRound } from './dice-round.ts';
 import { ingestFile, offlineDefaults } from './ingest.ts';
 import { publishInitialLineage, roundVersions } from './lineage.ts';
 import type { MetricsEmitter } from './metrics.ts';
-import { alphaOptions, engineOptions, generateParams } from './round-config.ts';
-import { trainRound } from './train-round.ts';
-import { commitAll, readWholeTopic, runPerRecordStage } from './stage-runner.ts';
+import { ServiceRoundExecutor } from './service-executor.ts';
+import { commitAll, readWholeTopic, runPerRecordStage, type StageCounts } from './stage-runner.ts';
 
 /**
  * `dice serve`: the always-on service. Prompts produced at any time are sampled by the current
@@ -202,8 +193,7 @@ function engineSwitch<E extends { close(): Promise<void> }>(open: (version: numb
 }
 
 async function samplerRole(ctx: RoleContext): Promise<void> {
-  const { bus, config, lineage, T, N, metrics, log } = ctx;
-  const engines = engineSwitch((v) => Sampler.open({ modelDir: lineage.get(v).location, ...engineOptions(config) }));
+  const { lineage, N } = ctx;
   const taken = new Map<number, number>();
   /** A slot for one prompt under the latest version; waits for the next checkpoint once this process took N. */
   const slot = async (): Promise<number | null> => {
@@ -221,82 +211,61 @@ async function samplerRole(ctx: RoleContext): Promise<void> {
       }
     }
   };
-  try {
-    const counts = await runPerRecordStage<PromptRecord, SamplesGroup>({
-      bus,
-      groupId: `${ctx.namespace ?? 'dice'}.serve.sample`,
-      input: { topic: T('prompts'), contract: promptsTopic, deadLetterTopic: T('dead-letter') },
-      keyOfInput: (p) => p.promptId,
-      keyOfOutput: (g) => g.promptId,
-      untilEnd: false,
-      stop$: ctx.stop$,
-      operator: () => (prompts$) =>
-        prompts$.pipe(
-          concatMap(async (prompt) => ({ prompt, version: await slot() })),
-          filter((p): p is { prompt: PromptRecord; version: number } => p.version !== null),
-          batchUpTo(8, 50),
-          concatMap(async (batch) => {
-            const out: Array<SamplesGroup | Rejected> = [];
-            for (const version of new Set(batch.map((b) => b.version))) {
-              const sampler = await engines.get(version);
-              const prompts = batch.filter((b) => b.version === version).map((b) => b.prompt);
-              const chat = config.sampling.chatTemplate && readChatTemplate(lineage.get(version).location) !== null;
-              out.push(...(await sampleBatch(prompts, { sampler, policyVersion: version, round: version + 1, runSeed: config.seed, k: config.sampling.k, params: generateParams(config), chat })));
-            }
-            return out;
-          }),
-          concatMap((items) => from(items)),
-        ),
-      outputs: (g) => [{ topic: T('samples'), records: [{ key: g.promptId, value: samplesTopic.encode(g) }] }],
-      onOutput: (g) => metrics.emit('sample', 'group', g.round, { promptId: g.promptId, policyVersion: g.policyVersion, tokens: g.responses.reduce((s, r) => s + r.tokenLength, 0) }),
-      onRejected: (r) => log.warn('prompt rejected by the sampler (→ dead-letter)', { promptId: r.key, error: r.error }),
-    });
-    log.info('sampler stopped', { ...counts });
-  } finally {
-    await engines.close();
-  }
+  const counts = await serveRecordStage(ctx, sampleStage, slot);
+  ctx.log.info('sampler stopped', { ...counts });
 }
 
 async function scorerRole(ctx: RoleContext): Promise<void> {
-  const { bus, config, lineage, T, metrics, log } = ctx;
-  const engines = engineSwitch((v) => Scorer.open({ modelDir: lineage.get(v).location, ...engineOptions(config) }));
-  let stale = 0;
+  const counts = await serveRecordStage(ctx, scoreStage, async (g) => g.policyVersion);
+  ctx.log.info('scorer stopped', { ...counts });
+}
+
+/**
+ * A per-record stage as a service: every input of its topic, forever, each under a policy version
+ * (`versionOf`: the sampler's slot, or the version that sampled a group), on the engine of that
+ * version's round (switched when the version moves on), in the chunks of the stage's grouping rule.
+ */
+async function serveRecordStage<In, Out, E extends { close(): Promise<void> }>(
+  ctx: RoleContext,
+  stage: RecordStage<In, Out, E>,
+  versionOf: (input: In) => Promise<number | null>,
+): Promise<StageCounts> {
+  const { bus, config, lineage, T, metrics } = ctx;
+  const dirOf = (v: number) => lineage.get(v).location;
+  const roundOf = (policy: number): RoundContext => ({ config, versions: roundVersions(policy + 1, config.method), dirOf, runId: ctx.namespace ?? 'dice', roundPrompts: new Set(), roundPromptOrder: [] });
+  const engines = engineSwitch((v) => stage.openEngine(dirOf(v), config));
   try {
-    const counts = await runPerRecordStage<SamplesGroup, ScoredGroup>({
-      bus,
-      groupId: `${ctx.namespace ?? 'dice'}.serve.score`,
-      input: { topic: T('samples'), contract: samplesTopic, deadLetterTopic: T('dead-letter') },
-      keyOfInput: (g) => `${g.promptId}@${g.policyVersion}`,
-      keyOfOutput: (g) => `${g.promptId}@${g.policyVersion}`,
-      untilEnd: false,
-      stop$: ctx.stop$,
-      operator: (drop) => (groups$) =>
-        groups$.pipe(
-          filter((g) => {
-            const fresh = !config.strictOnPolicy || g.policyVersion >= lineage.latest().version;
-            if (!fresh) {
-              stale++;
-              metrics.emit('score', 'stale-dropped', g.round, { promptId: g.promptId, policyVersion: g.policyVersion });
-              drop(`${g.promptId}@${g.policyVersion}`);
-            }
-            return fresh;
-          }),
-          batchUpTo(4, 50),
-          concatMap(async (groups) => {
-            const out: ScoredGroup[] = [];
-            for (const version of new Set(groups.map((g) => g.policyVersion))) {
-              const reference = roundVersions(version + 1, config.method).scoringReference;
-              const scorer = await engines.get(reference);
-              out.push(...(await scoreBatch(groups.filter((g) => g.policyVersion === version), { reference: scorer, referenceVersion: reference, beta: config.reward.beta })));
-            }
-            return out;
-          }),
-          concatMap((gs) => from(gs)),
-        ),
-      outputs: (g) => [{ topic: T('scored'), records: [{ key: g.promptId, value: scoredTopic.encode(g) }] }],
-      onOutput: (g) => metrics.emit('score', 'group', g.round, { promptId: g.promptId, meanReward: g.responses.reduce((s, r) => s + r.reward, 0) / g.responses.length }),
-    });
-    log.info('scorer stopped', { ...counts, stale });
+    return await runPerRecordStage(
+      recordStageRun(stage, {
+        bus,
+        groupId: `${ctx.namespace ?? 'dice'}.serve.${stage.name}`,
+        input: stageInput(stage.input, T),
+        outputTopic: T(stage.output.topic),
+        untilEnd: false,
+        stop$: ctx.stop$,
+        operator: (drop) => (in$) =>
+          in$.pipe(
+            dropStale(stage, () => lineage.latest().version, ctx, (v) => {
+              const stale = stage.staleEvent?.(v);
+              if (stale) metrics.stageEvent(stale.event, stale.round);
+              drop(stage.inFlightKey(v));
+            }),
+            concatMap(async (input) => ({ input, version: await versionOf(input) })),
+            filter((x): x is { input: In; version: number } => x.version !== null),
+            // dice serve has no round prompt list for the grouping rule to cut batches from (its
+            // rounds form as groups arrive), so each input is computed alone: the rule's answer for an
+            // empty round, and reproducible across restarts.
+            concatMap(async ({ input, version }) => {
+              const round = roundOf(version);
+              const engine = await engines.get(stage.engineVersion(round.versions));
+              return stage.call([input], engine, round);
+            }),
+            concatMap((outputs) => from(outputs)),
+          ),
+        emit: (e, round) => metrics.stageEvent(e, round),
+        onRejected: (r) => ctx.log.warn(`${stage.input.topic} record rejected by the ${stage.name} stage (→ dead-letter)`, { key: r.key, error: r.error }),
+      }),
+    );
   } finally {
     await engines.close();
   }
@@ -312,7 +281,7 @@ async function trainerRole(ctx: RoleContext): Promise<void> {
     concatMap(async (d) => {
       const current = lineage.latest().version;
       if (config.strictOnPolicy && d.value.policyVersion < current) {
-        ctx.metrics.emit('train', 'stale-dropped', d.value.round, { promptId: d.value.promptId, policyVersion: d.value.policyVersion });
+        ctx.metrics.stageEvent(stageEvent('train/stale-dropped', { promptId: d.value.promptId, policyVersion: d.value.policyVersion }), d.value.round);
         await commitAll(bus, groupId, [], [d]);
         return;
       }
@@ -320,72 +289,38 @@ async function trainerRole(ctx: RoleContext): Promise<void> {
       list.push(d);
       waiting.set(d.value.policyVersion, list);
       if (list.length < N || d.value.policyVersion !== current) return;
-      // N fresh groups of the current policy: a round. Sorted so the result does not depend on arrival order.
-      const chosen = list.splice(0, N).sort((a, b) => (a.value.promptId < b.value.promptId ? -1 : 1));
-      await serveRound(ctx, current + 1, chosen, groupId);
+      await serveRound(ctx, current + 1, list.splice(0, N), groupId);
     }),
   );
   await lastValueFrom(run$, { defaultValue: undefined });
   log.info('trainer stopped', { waitingGroups: [...waiting.values()].reduce((s, l) => s + l.length, 0) });
 }
 
-/** One round inside the trainer: α window, pairs, replay, DPO steps, checkpoint — committed as one unit. */
+/** The prompt a scored group answers (the trainer's round lists its groups' prompts). */
+function promptOf(g: ScoredGroup): PromptRecord {
+  return { promptId: g.promptId, text: g.prompt, messages: null, source: 'scored', arrivalTime: 0 };
+}
+
+/** One round inside the trainer: Algorithm 1 from its N scored groups on — committed as one unit. */
 async function serveRound(ctx: RoleContext, round: number, consumed: Decoded<ScoredGroup>[], groupId: string): Promise<void> {
   const { bus, config, lineage, T, metrics } = ctx;
-  const versions = roundVersions(round, config.method);
   const rlog = ctx.log.child({ round });
-  rlog.info('round starts', { policy: versionLabel(versions.policy), groups: consumed.length });
-  const window = buildWindow(consumed.map((d) => d.value), 0, alphaOptions(config, round));
-  metrics.emit('alpha', 'window', round, {
-    windowId: 0,
-    alpha: window.alpha,
-    lengthDiffBefore: window.lengths?.before.stats.mean ?? null,
-    lengthDiffAfter: window.lengths?.after.stats.mean ?? null,
-    pairs: window.pairs.length,
-  });
-  const offline = await readWholeTopic(bus, T('offline'), offlineTopic);
-  const policyDir = lineage.get(versions.policy).location;
-  const reference = await Scorer.open({ modelDir: lineage.get(versions.trainingReference).location, ...engineOptions(config) });
-  try {
-    const batches = await lastValueFrom(
-      from(window.pairs).pipe(
-        replay({
-          round,
-          runId: ctx.namespace ?? 'dice',
-          runSeed: config.seed,
-          gamma: config.replay.gamma,
-          offline,
-          reference,
-          referenceIsSamplingPolicy: versions.trainingReference === versions.policy,
-          chat: config.sampling.chatTemplate && readChatTemplate(policyDir) !== null,
-          steps: config.train.steps,
-          batchSize: config.train.batch,
-        }),
-        toArray(),
-      ),
-    );
-    if (batches.length === 0) throw new Error(`round ${round}: no training pairs (the filters kept ${window.filter.groupsKept} of ${window.filter.groupsIn} groups)`);
-    const { checkpoint } = await trainRound({
-      config,
+  rlog.info('round starts', { policy: versionLabel(round - 1), groups: consumed.length });
+  const executor = new ServiceRoundExecutor(consumed.map((d) => d.value), T, (e) => metrics.stageEvent(e, round), rlog);
+  const { versions } = await diceRound(
+    {
       round,
-      versions,
-      batches,
+      config,
       dirOf: (v) => lineage.get(v).location,
-      checkpointDir: join(resolve(ctx.outDir), `v${versions.produces}`),
-      onStep: (e) => metrics.emit('train', 'step', round, { step: e.step, loss: e.metrics.loss, rewardAccuracy: e.metrics.rewardAccuracy, margin: e.metrics.margin }),
-    });
-    const last = { checkpoint };
-    const outputs: TopicRecords[] = [
-      { topic: T('pairs'), records: window.pairs.map((p) => ({ key: p.promptId, value: pairsTopic.encode(p) })) },
-      { topic: T('batches'), records: batches.map((b) => ({ key: batchKey(b), value: batchesTopic.encode(b) })) },
-      { topic: T('checkpoints'), records: [{ key: String(last.checkpoint.version), value: checkpointsTopic.encode(last.checkpoint) }] },
-    ];
-    await commitAll(bus, groupId, outputs, consumed);
-    metrics.emit('checkpoint', 'published', round, { version: last.checkpoint.version, parentVersion: last.checkpoint.parentVersion, referenceVersion: last.checkpoint.referenceVersion, sha256: last.checkpoint.sha256 });
-    rlog.info('checkpoint', { version: versionLabel(last.checkpoint.version), sha256: last.checkpoint.sha256 });
-    // the watcher sees the new version on the topic; wait so this process's own roles switch before going on
-    await firstValueFrom(lineage.changes.pipe(filter((m) => m.has(versions.produces))));
-  } finally {
-    await reference.close();
-  }
+      runId: ctx.namespace ?? 'dice',
+      roundPrompts: consumed.map((d) => promptOf(d.value)),
+      offline: await readWholeTopic(bus, T('offline'), offlineTopic),
+      train: { checkpointDir: join(resolve(ctx.outDir), `v${round}`) },
+      emit: (e) => metrics.stageEvent(e, round),
+    },
+    executor,
+  );
+  await commitAll(bus, groupId, executor.outputs, consumed);
+  // the watcher sees the new version on the topic; wait so this process's own roles switch before going on
+  await firstValueFrom(lineage.changes.pipe(filter((m) => m.has(versions.produces))));
 }

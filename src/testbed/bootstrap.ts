@@ -316,22 +316,25 @@ async function trainSft(
   return history;
 }
 
-async function trainOfflineDpo(
+/** DPO from refDir with reference refDir on tokenized pairs → π_θ(0) in outDir (also the chat testbed's). */
+export async function trainOfflineDpo(
   refDir: string,
   outDir: string,
   pairs: Array<Omit<PreferencePair, 'refChosenLogp' | 'refRejectedLogp'>>,
-  settings: BootstrapSettings,
+  settings: { seed: number; threads: number; dpo: TrainSettings & { beta: number; microBatch?: number; logpChunk?: number } },
   log: Logger,
 ): Promise<StepSummary[]> {
   const s = settings.dpo;
-  const trainer = await Trainer.open({ modelDir: refDir }, { loss: 'dpo', beta: s.beta, lr: s.lr, warmupSteps: s.warmupSteps, threads: settings.threads });
+  const trainer = await Trainer.open({ modelDir: refDir }, { loss: 'dpo', beta: s.beta, lr: s.lr, warmupSteps: s.warmupSteps, threads: settings.threads, microBatch: s.microBatch });
   const history: StepSummary[] = [];
   const progress = new Progress('dpo π_θ(0)', s.steps);
   try {
     // The policy starts at π_ref(0), so its log-probs before the first step are the reference's.
     const withRef: PreferencePair[] = [];
-    for (let i = 0; i < pairs.length; i += 256) {
-      const chunk = pairs.slice(i, i + 256).map((p) => ({ ...p, refChosenLogp: 0, refRejectedLogp: 0 }));
+    // a real model's log-prob pass over 256 pairs would hold GBs of activations: it passes a smaller chunk
+    const chunkSize = s.logpChunk ?? 256;
+    for (let i = 0; i < pairs.length; i += chunkSize) {
+      const chunk = pairs.slice(i, i + chunkSize).map((p) => ({ ...p, refChosenLogp: 0, refRejectedLogp: 0 }));
       const logps = await trainer.policyLogps(preferenceRows(chunk));
       chunk.forEach((p, j) => {
         p.refChosenLogp = logps[j];

@@ -11,13 +11,13 @@
  */
 import { charLength } from '../dice/reward.ts';
 import { fitLogistic } from './glm.ts';
-import { DEFAULT_JUDGE, judgeProbabilityFrom, sigmoid, type JudgeOptions } from './judge.ts';
+import { DEFAULT_JUDGE, judgeProbabilityFrom, sigmoid, type JudgeOptions, type QualityFn } from './judge.ts';
 import { quality } from './quality.ts';
 import type { ArenaTask } from './tasks.ts';
 import { deriveSeed, Rng } from '../util/random.ts';
 
-export interface EvalItem {
-  task: ArenaTask;
+export interface EvalItem<T = ArenaTask> {
+  task: T;
   response: string;
   reference: string;
   /** Instruction difficulty d_x for the GLM (all items or none). */
@@ -94,9 +94,9 @@ export interface EvalResult extends LengthControlledResult {
 }
 
 /** WR, LC, length and quality of one model's responses against the references. */
-export function evaluateResponses(
-  items: readonly EvalItem[],
-  options: LengthControlOptions & { judge?: JudgeOptions } = {},
+export function evaluateResponses<T = ArenaTask>(
+  items: readonly EvalItem<T>[],
+  options: LengthControlOptions & { judge?: JudgeOptions; quality?: QualityFn<T> } = {},
 ): EvalResult {
   const n = items.length;
   if (n === 0) throw new Error('evaluateResponses: no items');
@@ -105,6 +105,7 @@ export function evaluateResponses(
     throw new Error(`evaluateResponses: difficulty is set on ${withDifficulty} of ${n} items; set it on all or none`);
   }
   const judge = options.judge ?? DEFAULT_JUDGE;
+  const qualityOf = options.quality ?? (quality as unknown as QualityFn<T>);
   const preferences = new Float64Array(n);
   const lengthDiffs = new Float64Array(n);
   let len = 0;
@@ -112,8 +113,8 @@ export function evaluateResponses(
   let q = 0;
   let refQ = 0;
   items.forEach((it, i) => {
-    const qa = quality(it.task, it.response);
-    const qb = quality(it.task, it.reference);
+    const qa = qualityOf(it.task, it.response);
+    const qb = qualityOf(it.task, it.reference);
     const la = charLength(it.response);
     const lb = charLength(it.reference);
     preferences[i] = judgeProbabilityFrom(qa, qb, la, lb, judge);
@@ -222,4 +223,36 @@ export function rewardJudgeAgreement(items: readonly AgreementItem[]): Agreement
     }
   }
   return { n: items.length, agreement: agree / items.length, expectedAgreement: expected / items.length, ties };
+}
+
+/**
+ * Prompt-level bootstrap standard error of a mean (win rate, accuracy, length): the same resampling of
+ * prompts as bootstrapLcWinRates (all of a prompt's items together), seeded. values[i] is item i's value.
+ */
+export function bootstrapMeanStdErr(values: ArrayLike<number>, promptOf: ArrayLike<number>, options: { resamples?: number; seed: number }): number {
+  const n = promptOf.length;
+  if (values.length !== n) throw new Error(`bootstrapMeanStdErr: ${values.length} values for ${n} items`);
+  if (n === 0) return NaN;
+  const prompts: number[][] = [];
+  for (let i = 0; i < n; i++) (prompts[promptOf[i]] ??= []).push(i);
+  const byPrompt = prompts.filter((p) => p !== undefined);
+  const resamples = options.resamples ?? 200;
+  const rng = new Rng(deriveSeed(options.seed, 'mean-bootstrap'));
+  const means = new Float64Array(resamples);
+  for (let b = 0; b < resamples; b++) {
+    let sum = 0;
+    let count = 0;
+    for (let j = 0; j < byPrompt.length; j++) {
+      for (const i of byPrompt[rng.int(byPrompt.length)]) {
+        sum += values[i];
+        count++;
+      }
+    }
+    means[b] = sum / count;
+  }
+  let mean = 0;
+  for (const m of means) mean += m / resamples;
+  let v = 0;
+  for (const m of means) v += (m - mean) ** 2;
+  return Math.sqrt(v / resamples);
 }

@@ -5,8 +5,8 @@
  *   → a table shaped like paper Table 1, and the data of the report (figures, agreement, checks).
  * Variants are plain run-config overrides, so `dice experiment` reuses runVariant for its ablations.
  */
-import { mkdirSync, rmSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import type { Bus } from '../../topics/bus.ts';
 import { metricsTopic } from '../../topics/metrics.ts';
 import { openBus } from '../../topics/open-bus.ts';
@@ -24,7 +24,8 @@ import { deriveSeed, Rng } from '../util/random.ts';
 import { bootstrap, DEFAULT_BOOTSTRAP, type BootstrapResult, type BootstrapSettings } from './bootstrap.ts';
 import { bootstrapLcWinRates, evaluateResponses, rewardJudgeAgreement, type AgreementItem, type AgreementResult, type EvalItem, type EvalResult } from './eval.ts';
 import { downsample } from './figures.ts';
-import { judgeProbability } from './judge.ts';
+import { judgeProbability, type JudgeOptions, type QualityFn } from './judge.ts';
+import { quality } from './quality.ts';
 import { referenceResponse } from './reference.ts';
 import type { ArenaTask } from './tasks.ts';
 
@@ -36,7 +37,15 @@ export interface EvalSettings {
   maxNewTokens: number;
 }
 
-export interface MainJobSettings {
+/** What every job of the testbed shares: the seed, threads and judge, the run recipe, the evaluation. */
+export interface JobSettingsCore {
+  bootstrap: { seed: number; threads: number; judge: JudgeOptions };
+  run: Record<string, unknown>;
+  eval: EvalSettings;
+  alphaZero: boolean;
+}
+
+export interface MainJobSettings extends JobSettingsCore {
   bootstrap: BootstrapSettings;
   /** Run-config keys (dotted) shared by every variant: the DICE recipe of the arena. */
   run: Record<string, unknown>;
@@ -145,6 +154,8 @@ export interface VariantRun {
 
 export interface TableRow {
   model: string;
+  /** Testbed-specific columns (e.g. IFEval accuracies and their s.e.), printed after the common ones. */
+  extra?: Record<string, number>;
   variant: string;
   iteration: number;
   lcWinRate: number;
@@ -171,7 +182,10 @@ export interface Check {
 }
 
 export interface MainJobResult {
-  settings: MainJobSettings;
+  settings: JobSettingsCore;
+  /** Report heading and extra Markdown sections (after Table 1); the arena's when absent. */
+  title?: string;
+  sections?: string[];
   bootstrap: Pick<BootstrapResult, 'dir' | 'settingsHash' | 'cached' | 'seconds' | 'history'>;
   table: TableRow[];
   runs: VariantRun[];
@@ -198,11 +212,11 @@ export interface MainJobOptions {
 }
 
 /** The run config of a variant: arena recipe + variant overrides, validated by the schema. */
-export function variantConfig(settings: MainJobSettings, variant: Variant): RunConfig {
+export function variantConfig(settings: JobSettingsCore, variant: Variant): RunConfig {
   return loadRunConfig(undefined, { seed: settings.bootstrap.seed, threads: settings.bootstrap.threads, ...settings.run, ...variant.overrides });
 }
 
-export function withSeedAndThreads(settings: MainJobSettings, seed?: number, threads?: number): MainJobSettings {
+export function withSeedAndThreads<S extends JobSettingsCore>(settings: S, seed?: number, threads?: number): S {
   const s = structuredClone(settings);
   if (seed !== undefined) s.bootstrap.seed = seed;
   if (threads !== undefined) s.bootstrap.threads = threads;
@@ -235,7 +249,7 @@ export async function runMainJob(options: MainJobOptions): Promise<MainJobResult
       announce(`${v.label}: ${variantConfig(settings, v).rounds} ${v.name === 'offline-dpo' ? 'iterations' : 'rounds'}`);
       runs.push(await runVariant({ bus, boot, settings, variant: v, workDir, log }));
     }
-    agreement = await implicitRewardAgreement(bus, DICE_VARIANT.name, boot, settings, runs[0]);
+    agreement = await implicitRewardAgreement(bus, DICE_VARIANT.name, boot.tasks.preference, quality, settings, runs[0]);
   } finally {
     await bus.close();
   }
@@ -278,8 +292,8 @@ function orderTable(rows: TableRow[]): TableRow[] {
 
 export interface RunVariantInputs {
   bus: Bus;
-  boot: BootstrapResult;
-  settings: MainJobSettings;
+  boot: Pick<BootstrapResult, 'policyDir' | 'refDir' | 'promptsFile' | 'offlineFile'>;
+  settings: JobSettingsCore;
   variant: Variant;
   workDir: string;
   log: Logger;
@@ -368,14 +382,15 @@ function landscapeNear(landscape: { alphas: Float64Array; meanDiffs: Float64Arra
  * Paper Table 5 in the arena: pairs of round-1 samples (two distinct responses of one prompt), the
  * judge's stochastic label vs the implicit reward's preference (vanilla and length-shaped at α*).
  */
-async function implicitRewardAgreement(
+export async function implicitRewardAgreement<T extends { id: string }>(
   bus: Bus,
   namespace: string,
-  boot: BootstrapResult,
-  settings: MainJobSettings,
+  promptTasks: readonly T[],
+  qualityOf: QualityFn<T>,
+  settings: JobSettingsCore,
   dice: VariantRun,
 ): Promise<MainJobResult['agreement']> {
-  const tasks = new Map(boot.tasks.preference.map((t) => [t.id, t]));
+  const tasks = new Map(promptTasks.map((t) => [t.id, t]));
   const groups: ScoredGroup[] = (await readWholeTopic(bus, topicName(namespace, 'scored'), scoredTopic))
     .filter((g) => g.round === 1)
     .sort((a, b) => (a.promptId < b.promptId ? -1 : a.promptId > b.promptId ? 1 : 0));
@@ -392,7 +407,7 @@ async function implicitRewardAgreement(
     const a = g.responses[i];
     const b = g.responses[j];
     if (a.text === b.text) continue;
-    const pA = judgeProbability(task, a.text, b.text, settings.bootstrap.judge);
+    const pA = judgeProbability(task, a.text, b.text, settings.bootstrap.judge, qualityOf);
     const aWins = rng.next() < pA;
     vanilla.push({ rewardA: a.reward, rewardB: b.reward, judgeProbA: pA, aWins });
     shaped.push({ rewardA: a.reward - alpha * a.charLength, rewardB: b.reward - alpha * b.charLength, judgeProbA: pA, aWins });
@@ -401,15 +416,51 @@ async function implicitRewardAgreement(
   return { pairs: vanilla.length, vanilla: rewardJudgeAgreement(vanilla), shaped: rewardJudgeAgreement(shaped), alpha };
 }
 
-/** Samples every model on the eval prompts (same seeds for all) and judges them against the references. */
-export async function evaluateModels(
-  models: Array<{ model: string; variant: string; iteration: number; dir: string }>,
+export interface ModelToEvaluate {
+  model: string;
+  variant: string;
+  iteration: number;
+  dir: string;
+}
+
+/** The arena's evaluation: its held-out tasks against its reference answers. */
+export function evaluateModels(
+  models: ModelToEvaluate[],
   evalTasks: ArenaTask[],
   settings: MainJobSettings,
   log: Logger,
 ): Promise<{ rows: TableRow[]; referenceLength: number; compare: (a: TableRow, b: TableRow) => LcComparison }> {
   const seed = settings.bootstrap.seed;
-  const references = evalTasks.map((t) => referenceResponse(t, deriveSeed(seed, 'reference')));
+  return evaluateModelsOn(models, { tasks: evalTasks, references: evalTasks.map((t) => referenceResponse(t, deriveSeed(seed, 'reference'))), quality, chat: false }, settings, log);
+}
+
+/** A testbed's evaluation set: tasks, one reference answer each, the quality truth, chat rendering. */
+export interface EvalSet<T extends { id: string; prompt: string }> {
+  tasks: readonly T[];
+  references: readonly string[];
+  quality: QualityFn<T>;
+  chat: boolean;
+  /** Folds the eval split's name into the sampling seeds (one job evaluating two splits draws them independently). */
+  name?: string;
+  /** Keeps each model's responses here (one JSON file per model label), so an interrupted job resumes its evaluation. */
+  cacheDir?: string;
+}
+
+/**
+ * Samples every model on the eval prompts (same seeds for all) and judges them against the references.
+ * Also returns each model's judged items (same order for every model), for testbed-specific metrics.
+ */
+export async function evaluateModelsOn<T extends { id: string; prompt: string }>(
+  models: ModelToEvaluate[],
+  set: EvalSet<T>,
+  settings: JobSettingsCore,
+  log: Logger,
+): Promise<{ rows: TableRow[]; referenceLength: number; compare: (a: TableRow, b: TableRow) => LcComparison; items: EvalItem<T>[][]; promptOf: number[] }> {
+  const seed = settings.bootstrap.seed;
+  const evalTasks = set.tasks;
+  const references = set.references;
+  if (references.length !== evalTasks.length) throw new Error(`evaluateModels: ${evalTasks.length} tasks but ${references.length} references`);
+  const allItems: EvalItem<T>[][] = [];
   const rows: TableRow[] = [];
   const judged: EvalResult[] = [];
   const promptOf: number[] = [];
@@ -417,29 +468,50 @@ export async function evaluateModels(
   let referenceLength = 0;
   try {
     for (const m of models) {
-      const sampler = await Sampler.open({ modelDir: m.dir, threads: settings.bootstrap.threads });
-      const items: EvalItem[] = [];
+      const cacheFile = set.cacheDir === undefined ? undefined : join(set.cacheDir, `${m.variant}-it${m.iteration}.json`);
+      const cached = cacheFile && existsSync(cacheFile) ? (JSON.parse(readFileSync(cacheFile, 'utf8')) as { dir: string; responses: string[]; promptOf: number[] }) : undefined;
+      const items: EvalItem<T>[] = [];
       promptOf.length = 0;
-      try {
-        for (let start = 0; start < evalTasks.length; start += 32) {
-          const chunk = evalTasks.slice(start, start + 32);
-          const results = await sampler.generate(
-            chunk.map((t, i) => ({ promptId: t.id, prompt: t.prompt, k: settings.eval.samplesPerPrompt, seed: deriveSeed(seed, 'eval', start + i) })),
-            { temperature: settings.eval.temperature, topP: settings.eval.topP, maxNewTokens: settings.eval.maxNewTokens },
-          );
-          results.forEach((r, i) => {
-            if (r.error) throw new Error(`evaluation of ${m.model}: prompt ${r.promptId}: ${r.error}`);
-            for (const s of r.samples) {
-              items.push({ task: chunk[i], response: s.text ?? '', reference: references[start + i] });
-              promptOf.push(start + i);
-            }
-          });
+      if (cached && cached.dir === resolve(m.dir) && cached.promptOf.every((p) => p < evalTasks.length)) {
+        cached.responses.forEach((response, i) => {
+          items.push({ task: evalTasks[cached.promptOf[i]], response, reference: references[cached.promptOf[i]] });
+          promptOf.push(cached.promptOf[i]);
+        });
+      } else {
+        const sampler = await Sampler.open({ modelDir: m.dir, threads: settings.bootstrap.threads });
+        try {
+          for (let start = 0; start < evalTasks.length; start += 32) {
+            const chunk = evalTasks.slice(start, start + 32);
+            const results = await sampler.generate(
+              chunk.map((t, i) => ({
+                promptId: t.id,
+                prompt: t.prompt,
+                chat: set.chat,
+                k: settings.eval.samplesPerPrompt,
+                seed: set.name === undefined ? deriveSeed(seed, 'eval', start + i) : deriveSeed(seed, 'eval', set.name, start + i),
+              })),
+              { temperature: settings.eval.temperature, topP: settings.eval.topP, maxNewTokens: settings.eval.maxNewTokens },
+            );
+            results.forEach((r, i) => {
+              if (r.error) throw new Error(`evaluation of ${m.model}: prompt ${r.promptId}: ${r.error}`);
+              for (const s of r.samples) {
+                items.push({ task: chunk[i], response: s.text ?? '', reference: references[start + i] });
+                promptOf.push(start + i);
+              }
+            });
+          }
+        } finally {
+          await sampler.close();
         }
-      } finally {
-        await sampler.close();
+        if (cacheFile) {
+          mkdirSync(dirname(cacheFile), { recursive: true });
+          writeFileSync(`${cacheFile}.tmp`, JSON.stringify({ dir: resolve(m.dir), responses: items.map((it) => it.response), promptOf }));
+          renameSync(`${cacheFile}.tmp`, cacheFile);
+        }
       }
-      const e = evaluateResponses(items, { judge: settings.bootstrap.judge });
+      const e = evaluateResponses(items, { judge: settings.bootstrap.judge, quality: set.quality });
       judged.push(e);
+      allItems.push(items);
       referenceLength = e.avgReferenceLength;
       rows.push({ model: m.model, variant: m.variant, iteration: m.iteration, lcWinRate: e.lcWinRate, lcStdErr: NaN, winRate: e.winRate, avgLength: e.avgLength, meanQuality: e.meanQuality, n: e.n });
       progress.tick(1, m.model);
@@ -457,7 +529,7 @@ export async function evaluateModels(
     if (!da || !db) throw new Error(`compare: ${a.model} or ${b.model} was not evaluated here`);
     return { a: a.model, b: b.model, diff: a.lcWinRate - b.lcWinRate, stdErr: summarize(da.map((x, i) => x - db[i])).std };
   };
-  return { rows, referenceLength, compare };
+  return { rows, referenceLength, compare, items: allItems, promptOf: [...promptOf] };
 }
 
 function round2(v: number): number {

@@ -9,13 +9,15 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { meanOverSeeds } from './chat-summary.ts';
 import { histogramSvg, lineChartSvg, type Series } from './figures.ts';
 import type { Check, MainJobResult, TableRow, VariantRun } from './main-job.ts';
 
 /** Fixed-width table: Model | LC (%) | s.e. | WR (%) | Length | Q (s.e.: the LC's prompt-level bootstrap standard error). */
 export function formatTable(rows: readonly TableRow[], referenceLength?: number): string {
-  const header = ['Model', 'LC (%)', 's.e.', 'WR (%)', 'Length', 'Q'];
-  const body = rows.map((r) => [r.model, r.lcWinRate.toFixed(1), stdErrText(r), r.winRate.toFixed(1), r.avgLength.toFixed(1), r.meanQuality.toFixed(3)]);
+  const extra = extraColumns(rows);
+  const header = ['Model', 'LC (%)', 's.e.', 'WR (%)', 'Length', 'Q', ...extra];
+  const body = rows.map((r) => [r.model, r.lcWinRate.toFixed(1), stdErrText(r), r.winRate.toFixed(1), r.avgLength.toFixed(1), r.meanQuality.toFixed(3), ...extra.map((k) => extraText(r, k))]);
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
   const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
   const rule = widths.map((w) => '-'.repeat(w)).join('  ');
@@ -28,10 +30,23 @@ export function formatChecks(checks: readonly Check[]): string {
   return checks.map((c) => `${c.pass ? 'PASS' : 'FAIL'}  ${c.name}\n      ${c.detail}`).join('\n');
 }
 
-function markdownTable(rows: readonly TableRow[]): string {
-  const lines = ['| Model | LC (%) | s.e. | WR (%) | Length | Q | n |', '|---|---:|---:|---:|---:|---:|---:|'];
-  for (const r of rows) lines.push(`| ${r.model} | ${r.lcWinRate.toFixed(1)} | ${stdErrText(r)} | ${r.winRate.toFixed(1)} | ${r.avgLength.toFixed(1)} | ${r.meanQuality.toFixed(3)} | ${r.n} |`);
+export function markdownTable(rows: readonly TableRow[]): string {
+  const extra = extraColumns(rows);
+  const lines = [`| Model | LC (%) | s.e. | WR (%) | Length | Q | n |${extra.map((k) => ` ${k} |`).join('')}`, `|---|---:|---:|---:|---:|---:|---:|${extra.map(() => '---:|').join('')}`];
+  for (const r of rows) {
+    lines.push(`| ${r.model} | ${r.lcWinRate.toFixed(1)} | ${stdErrText(r)} | ${r.winRate.toFixed(1)} | ${r.avgLength.toFixed(1)} | ${r.meanQuality.toFixed(3)} | ${r.n} |${extra.map((k) => ` ${extraText(r, k)} |`).join('')}`);
+  }
   return lines.join('\n');
+}
+
+/** The testbed-specific columns of a table, in first-seen order. */
+function extraColumns(rows: readonly TableRow[]): string[] {
+  return [...new Set(rows.flatMap((r) => Object.keys(r.extra ?? {})))];
+}
+
+function extraText(r: TableRow, key: string): string {
+  const v = r.extra?.[key];
+  return v === undefined || !Number.isFinite(v) ? '—' : v.toFixed(1);
 }
 
 function stdErrText(r: TableRow): string {
@@ -108,12 +123,12 @@ function trainFigure(run: VariantRun): string {
 export function reportMarkdown(result: MainJobResult, figures: readonly string[]): string {
   const s = result.settings;
   const lines: string[] = [
-    '# DICE in the arena: self-alignment with DPO implicit rewards, in miniature',
+    `# ${result.title ?? 'DICE in the arena: self-alignment with DPO implicit rewards, in miniature'}`,
     '',
     `Seed ${s.bootstrap.seed}, ${s.bootstrap.threads} onnxruntime thread(s). Bootstrap ${result.bootstrap.settingsHash}` +
       ` (${result.bootstrap.cached ? 'cached' : `built in ${result.bootstrap.seconds.total.toFixed(0)} s`}).`,
     '',
-    '## Table 1 (arena): length-controlled win rate vs the reference answers',
+    `## Table 1${result.title ? '' : ' (arena)'}: length-controlled win rate vs the reference answers`,
     '',
     markdownTable(result.table),
     '',
@@ -122,6 +137,7 @@ export function reportMarkdown(result: MainJobResult, figures: readonly string[]
       ` (judge probabilities averaged); Length: mean response length in characters (references: ${result.evalReferenceLength.toFixed(1)});` +
       ` Q: mean ground-truth quality. ${s.eval.samplesPerPrompt} samples per eval prompt at T=${s.eval.temperature}, top-p ${s.eval.topP}.`,
     '',
+    ...(result.sections ?? []).flatMap((section) => [section, '']),
     '## Checks of the paper\'s phenomena',
     '',
     ...result.checks.map((c) => `- **${c.pass ? 'PASS' : 'FAIL'}** ${c.name}: ${c.detail}`),
@@ -212,6 +228,27 @@ export function formatSeedSummary(results: readonly MainJobResult[]): string {
     };
     return [String(r.settings.bootstrap.seed), fmt(base?.lcWinRate), fmt(off?.lcWinRate), fmt(dice?.lcWinRate), versus(base), versus(off), `${r.checks.filter((c) => c.pass).length}/${r.checks.length}`];
   });
+  if (results.length > 1) {
+    // the headline: mean ± s.e. over seeds (not the best seed)
+    const lc = (r: MainJobResult, variant: string, it: number) => r.table.find((x) => x.variant === variant && x.iteration === it)?.lcWinRate;
+    const over = (f: (r: MainJobResult) => number | undefined, signed = false) => {
+      const v = results.map(f);
+      if (v.some((x) => x === undefined)) return '—';
+      const m = meanOverSeeds(v as number[]);
+      return `${fmt(m.mean, signed)} ± ${m.stdErr.toFixed(1)}`;
+    };
+    const lcBase = (r: MainJobResult) => lc(r, 'base', 0);
+    const lcOff = (r: MainJobResult) => lc(r, 'offline-dpo', 2);
+    const lcDice = (r: MainJobResult) => lc(r, 'dice', 2);
+    const minus = (a: typeof lcBase, b: typeof lcBase) => (r: MainJobResult) => {
+      const x = a(r);
+      const y = b(r);
+      return x === undefined || y === undefined ? undefined : x - y;
+    };
+    const passed = results.reduce((n, r) => n + r.checks.filter((c) => c.pass).length, 0);
+    const total = results.reduce((n, r) => n + r.checks.length, 0);
+    body.push(['mean ± s.e.', over(lcBase), over(lcOff), over(lcDice), over(minus(lcDice, lcBase), true), over(minus(lcDice, lcOff), true), `${passed}/${total}`]);
+  }
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padStart(widths[i])).join('  ');
   return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n');

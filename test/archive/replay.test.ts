@@ -1,7 +1,8 @@
 import { strict as assert } from 'node:assert';
-import { cpSync, existsSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { fileDigest, type ArchiveManifest } from '../../src/archive/archive.ts';
 import { readArchivedTopic } from '../../src/archive/read-archive.ts';
 import { archiveBatch } from '../../src/archive/table.ts';
 import { writeParquetFile } from '../../src/archive/parquet-file.ts';
@@ -33,6 +34,14 @@ async function archived(dir: string, base: string): Promise<BusRecord[]> {
 
 async function recordedCheckpoints(): Promise<Map<number, Checkpoint>> {
   return new Map((await archived(archive, 'checkpoints')).map((r) => checkpointsTopic.decode(r.value)).map((c) => [c.version, c]));
+}
+
+/** Writes a file's new sha256 into the archive manifest, as someone editing an archive on purpose would. */
+async function reseal(dir: string, file: string): Promise<void> {
+  const path = join(dir, 'manifest.json');
+  const manifest = JSON.parse(readFileSync(path, 'utf8')) as ArchiveManifest;
+  Object.assign(manifest.topics.find((t) => t.file === file)!, await fileDigest(join(dir, file)));
+  writeFileSync(path, JSON.stringify(manifest));
 }
 
 function parseReport(stdout: string): VerifyReport {
@@ -81,6 +90,7 @@ describe('dice replay', () => {
     await writeParquetFile(join(altered, 'pairs.parquet'), (async function* () {
       yield archiveBatch(records, pairsTopic);
     })(), { createdBy: 'replay test', maxRowGroupRows: 4096 });
+    await reseal(altered, 'pairs.parquet'); // a deliberate edit, sealed again: verify must localise it by re-derivation
 
     const r = await runCli(['replay', '--from', altered, '--verify', '--json', '--verify-rounds', '1']);
     assert.equal(r.code, 1, `exit status 1 when a stage differs\n${r.stderr}`);
@@ -175,5 +185,39 @@ describe('dice replay', () => {
     assert.equal(altered.code, 1);
     assert.match(altered.stderr, /checkpoint v0: .*base-copy\/model\.safetensors .* has sha256 [0-9a-f]{64}, the recording says [0-9a-f]{64}: the weights were altered/);
     assert.ok(!existsSync(join(fixture.dir, 'gone', 'bus.db')), 'nothing was run');
+  });
+
+  it('a byte changed anywhere in an archive file (here two thirds into samples.parquet, past the raw columns) is refused by its sha256, before anything runs', async () => {
+    const flipped = join(fixture.dir, 'archive-flipped');
+    cpSync(archive, flipped, { recursive: true });
+    const file = join(flipped, 'samples.parquet');
+    const bytes = readFileSync(file);
+    // The decoded columns follow the raw ones in the file; flip a byte two thirds of the way in.
+    bytes[Math.floor(bytes.length * 0.66)] ^= 0x01;
+    writeFileSync(file, bytes);
+    const r = await runCli(['replay', '--from', flipped, '--verify', '--json']);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /samples\.parquet: sha256 [0-9a-f]{64} \(\d+ bytes\) does not match [0-9a-f]{64} .* in .*manifest\.json: the file was altered or damaged/);
+    assert.doesNotMatch(r.stderr, /^\s+at /m);
+    assert.equal(r.stdout, '', 'no report: nothing was verified');
+  });
+
+  it('verify reports a final checkpoint whose file no longer matches its recorded sha256', async () => {
+    const recorded = await recordedCheckpoints();
+    const final = join(recorded.get(2)!.location, 'model.safetensors');
+    const original = readFileSync(final);
+    const altered = Buffer.from(original);
+    altered[altered.length - 3] ^= 0x10;
+    writeFileSync(final, altered);
+    try {
+      const r = await runCli(['replay', '--from', archive, '--verify', '--json', '--verify-rounds', '2', '--verify-stages', 'checkpoints']);
+      assert.equal(r.code, 1, r.stderr);
+      const verdict = parseReport(r.stdout).stages.find((v) => v.stage === 'checkpoints')!;
+      assert.equal(verdict.identical, false);
+      assert.equal(verdict.first!.path, 'location');
+      assert.match(String(verdict.first!.rederived), /checkpoint v2: .*v2\/model\.safetensors has sha256 [0-9a-f]{64}, the recording says/);
+    } finally {
+      writeFileSync(final, original);
+    }
   });
 });

@@ -31,7 +31,7 @@ test('dice topics create / produce / tail / topics list on the embedded bus', ()
   );
   const produced = dice('produce', '--topic', 'r1.prompts', '--file', file);
   assert.equal(produced.status, 0, produced.stderr);
-  assert.match(produced.stdout, /produced 2 records to r1\.prompts; 1 invalid → r1\.dead-letter/);
+  assert.match(produced.stdout, /3 records in .*prompts\.jsonl: produced 2 to r1\.prompts, 1 dead-lettered → r1\.dead-letter/);
   assert.match(produced.stderr, /prompts\.jsonl:2: prompts: text: expected a string, got the number 5/);
 
   const tailed = dice('tail', '--topic', 'r1.prompts', '--from-beginning', '--until-end', '--json');

@@ -29,6 +29,8 @@ test('file then flags, with errors naming the key', () => {
   assert.throws(() => parseRunConfig({ sampling: { k: 1 } }), /sampling\.k/);
   assert.throws(() => parseRunConfig({ train: { lr: -1 } }), /train\.lr/);
   assert.throws(() => parseRunConfig({ sampling: { tempratur: 1 } }), /sampling/);
+  // a key nothing reads is not accepted (train.maxLength was validated but never applied)
+  assert.throws(() => parseRunConfig({ train: { maxLength: 512 } }), /train/);
   writeFileSync(file, '{ nope');
   assert.throws(() => loadRunConfig(file), /not valid JSON/);
 });

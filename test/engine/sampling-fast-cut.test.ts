@@ -1,6 +1,6 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { candidates, cutThreshold, sampleToken, thresholdBySort } from '../../src/engine/sampling.ts';
+import { candidates, cutThreshold, expNonPositive, logSumExp, sampleToken, sampleWithLogProb, thresholdBySort } from '../../src/engine/sampling.ts';
 import { Rng } from '../../src/util/random.ts';
 
 /**
@@ -51,10 +51,13 @@ function referenceSampler(logits: Float32Array, temperature: number, topK: numbe
   for (const x of z) if (x > m) m = x;
   const ids: number[] = [];
   const weights: number[] = [];
+  const noCut = topK === 0 && topP >= 1; // today's plain draw: weights exp((logit − max logit)/T)
+  let lmax = -Infinity;
+  for (const x of logits) if (x > lmax) lmax = x;
   z.forEach((x, i) => {
     if (x >= threshold) {
       ids.push(i);
-      weights.push(Math.exp(x - m));
+      weights.push(noCut ? Math.exp((logits[i] - lmax) * (1 / temperature)) : Math.exp(x - m));
     }
   });
   let s = 0;
@@ -65,8 +68,14 @@ function referenceSampler(logits: Float32Array, temperature: number, topK: numbe
       u -= weights[j];
       if (u < 0) return ids[j];
     }
-    return ids[0];
+    return noCut ? argmaxOf(logits) : ids[0];
   };
+}
+
+function argmaxOf(row: Float32Array): number {
+  let best = 0;
+  for (let i = 1; i < row.length; i++) if (row[i] > row[best]) best = i;
+  return best;
 }
 
 /** Logit rows of many shapes: flat (random-weight models), peaked, heavy ties, −∞ entries, tiny vocabularies. */
@@ -121,6 +130,7 @@ test('sampleToken draws the same tokens as a sampler on the full sort, for the s
       { temperature: 0.7, topK: 0, topP: 0.9 },
       { temperature: 1, topK: 50, topP: 0.95 },
       { temperature: 1.3, topK: 20, topP: 1 },
+      { temperature: 0.8, topK: 0, topP: 1 },
     ]) {
       const a = new Rng(99);
       const b = new Rng(99);
@@ -128,6 +138,48 @@ test('sampleToken draws the same tokens as a sampler on the full sort, for the s
       for (let draw = 0; draw < 20; draw++) {
         const want = reference(b);
         assert.equal(sampleToken(z, params, a), want, `${name} ${JSON.stringify(params)} draw ${draw}`);
+      }
+    }
+  }
+});
+
+test('expNonPositive is exp to 1e-14 relative on (−746, 0], 0 below, and logSumExp stays within 1e-13 of the Math.exp sum', () => {
+  const rng = new Rng(11);
+  let worst = 0;
+  for (let i = 0; i < 200000; i++) {
+    const x = i < 1000 ? -i / 1000 : -rng.next() * (i % 2 ? 40 : 745);
+    const want = Math.exp(x);
+    if (want > 1e-300) worst = Math.max(worst, Math.abs(expNonPositive(x) - want) / want);
+  }
+  assert.ok(worst < 1e-14, `worst relative error ${worst}`);
+  assert.equal(expNonPositive(-Infinity), 0);
+  assert.equal(expNonPositive(-800), 0);
+  assert.equal(expNonPositive(0), 1);
+  assert.ok(Number.isNaN(expNonPositive(NaN)));
+  assert.equal(expNonPositive(0.5), Math.exp(0.5), 'outside the table: Math.exp');
+  for (const scale of [0.05, 1, 10]) {
+    const row = Float32Array.from({ length: 49152 }, () => rng.normal() * scale);
+    let m = -Infinity;
+    for (const x of row) if (x > m) m = x;
+    let s = 0;
+    for (const x of row) s += Math.exp(x - m);
+    assert.ok(Math.abs(logSumExp(row) - (m + Math.log(s))) < 1e-13 * Math.abs(m + Math.log(s)) + 1e-13, `scale ${scale}`);
+  }
+  assert.equal(logSumExp([-Infinity, -Infinity]), -Infinity);
+});
+
+test('sampleWithLogProb: the token sampleToken draws and logits[token] − logSumExp(logits), bit for bit', () => {
+  const rng = new Rng(5);
+  for (const scale of [0.05, 2]) {
+    const row = Float32Array.from({ length: 49152 }, () => rng.normal() * scale);
+    for (const params of [{ temperature: 0.7, topK: 0, topP: 0.9 }, { temperature: 1, topK: 0, topP: 1 }, { temperature: 0, topK: 0, topP: 1 }, { temperature: 1.2, topK: 30, topP: 0.95 }]) {
+      const a = new Rng(8);
+      const b = new Rng(8);
+      for (let draw = 0; draw < 5; draw++) {
+        const got = sampleWithLogProb(row, params, a);
+        const token = sampleToken(row, params, b);
+        assert.equal(got.token, token, `${JSON.stringify(params)} draw ${draw}`);
+        assert.equal(got.logProb, row[token] - logSumExp(row));
       }
     }
   }

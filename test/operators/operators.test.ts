@@ -2,8 +2,7 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { from, lastValueFrom, map, Subject, tap, toArray } from 'rxjs';
 import { TestScheduler } from 'rxjs/testing';
-import { batchUpTo } from '../../operators/batch-up-to.ts';
-import { sample } from '../../operators/sample.ts';
+import { promptChunks, sample } from '../../operators/sample.ts';
 import { score } from '../../operators/score.ts';
 import { alphaPairs, buildWindow } from '../../operators/alpha.ts';
 import { replay } from '../../operators/replay.ts';
@@ -55,19 +54,11 @@ const fakeReference = (calls: number[] = []): ScorerPort => ({
   },
 });
 
-test('batchUpTo: size-bounded batches, time-flushed partials, remainder on completion (marbles)', () => {
-  const scheduler = new TestScheduler((a, b) => assert.deepEqual(a, b));
-  scheduler.run(({ cold, expectObservable }) => {
-    const src = cold('a-b-c 20ms d-|');
-    expectObservable(src.pipe(batchUpTo(2, 10, scheduler))).toBe('--x 9ms y 14ms (z|)', { x: ['a', 'b'], y: ['c'], z: ['d'] });
-  });
-});
-
 test('sample: K responses per prompt with version, seeds and recorded log-probs; bad prompts rejected, stream goes on', async () => {
   const calls: SampleRequest[][] = [];
   const out = await lastValueFrom(
     from([prompt('a'), prompt('bad'), prompt('b')]).pipe(
-      sample({ sampler: fakeSampler(calls), policyVersion: 3, round: 2, runSeed: 9, k: 4, params: {}, chat: false, promptsPerCall: 8 }),
+      sample({ sampler: fakeSampler(calls), policyVersion: 3, round: 2, runSeed: 9, k: 4, params: {}, chat: false, chunkOf: promptChunks(['a', 'bad', 'b'].map(prompt), 8) }),
       toArray(),
     ),
   );

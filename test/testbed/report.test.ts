@@ -57,9 +57,11 @@ test('seed summary: one line per seed with the checked numbers and the passed ch
       comparisons: seed === 1 ? [{ a: 'DICE it2', b: 'Base', diff: 9.2, stdErr: 1.08 }, { a: 'DICE it2', b: 'Offline DPO it2', diff: 1.6, stdErr: 0.72 }] : undefined,
     }) as unknown as Parameters<typeof formatSeedSummary>[0][number];
   const lines = formatSeedSummary([result(1, 35, 42.6, 44.2, [true, true, true]), result(2, 34.8, 41.5, 39.2, [true, false, false])]).split('\n');
-  assert.equal(lines.length, 4);
+  assert.equal(lines.length, 5);
   assert.match(lines[2], /^\s*1\s+35\.0\s+42\.6\s+44\.2\s+\+9\.2 ± 1\.1\s+\+1\.6 ± 0\.7\s+3\/3$/);
   assert.match(lines[3], /^\s*2\s+34\.8\s+41\.5\s+39\.2\s+\+4\.4\s+-2\.3\s+1\/3$/);
+  // the headline row: mean ± s.e. over seeds (s.e. = sample std / √2 = |a − b| / 2)
+  assert.match(lines[4], /^mean ± s\.e\.\s+34\.9 ± 0\.1\s+42\.0 ± 0\.6\s+41\.7 ± 2\.5\s+\+6\.8 ± 2\.4\s+-0\.3 ± 1\.9\s+4\/6$/);
   assert.equal(new Set(lines.map((l) => l.length)).size, 1, 'columns line up');
   assert.deepEqual(parseSeedList('1, 2,3'), [1, 2, 3]);
   for (const bad of ['1,,2', '1,1', 'a', '-1', '']) assert.throws(() => parseSeedList(bad), /--seeds/, bad);

@@ -121,6 +121,13 @@ export function busConformanceSuite(
         await assert.rejects(bus.createTopic(topic, { partitions: 5 }), /partition/i);
       }));
 
+    test('one topic-name rule: "." and "..", slashes and over-long names are refused by createTopic', () =>
+      withBus(async (bus) => {
+        for (const bad of ['.', '..', 'a/b', 'x'.repeat(250), '']) {
+          await assert.rejects(bus.createTopic(bad, { partitions: 1 }), /topic name .* is invalid/, `refuses ${JSON.stringify(bad.slice(0, 12))}`);
+        }
+      }));
+
     test('keeps the order of records per key, and one key stays on one partition', () =>
       withBus(async (bus) => {
         const topic = uniq('order');

@@ -205,6 +205,6 @@ test('registry: namespaced names, contracts by name, default partitions', () => 
   assert.equal(parseTopicName('run-7.other'), null);
   assert.equal(contractFor('a.b.pairs'), pairsTopic);
   assert.throws(() => contractFor('nope'), /unknown topic "nope": expected one of prompts, samples/);
-  assert.equal(Object.keys(topicContracts).length, 9);
+  assert.equal(Object.keys(topicContracts).length, 10);
   for (const c of Object.values(topicContracts)) assert.ok(c.defaultPartitions >= 1);
 });

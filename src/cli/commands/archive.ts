@@ -23,7 +23,7 @@ export function register(program: Command): void {
       const { archiveRun } = await import('../../archive/archive.ts');
       const batchRecords = Number(opts.batchRecords);
       if (!Number.isInteger(batchRecords) || batchRecords < 1) throw new Error(`--batch-records must be a positive integer, got ${JSON.stringify(opts.batchRecords)}`);
-      const bus = await openBus(opts.bus);
+      const bus = await openBus(opts.bus, { readOnly: true });
       try {
         const manifest = await archiveRun({
           bus,

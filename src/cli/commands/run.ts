@@ -1,3 +1,4 @@
+import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { addRunFlags, runOverrides } from '../run-options.ts';
 import { addMonitorFlags } from '../../monitor/flags.ts';
@@ -16,6 +17,7 @@ export function register(program: Command): void {
     .requiredOption('--out <dir>', 'run directory: checkpoints v1, v2, … and (by default) the embedded bus')
     .option('--bus <url>', 'embedded:PATH or kafka://HOST:PORT (default: embedded:<out>/bus.db)')
     .option('--namespace <ns>', 'topic namespace of the run', 'run')
+    .option('--allow-config-change', 'resume a run directory with a config (or models, files, bus) other than the one it was started with, on purpose')
     .option('--json', 'print the result as JSON');
   addMonitorFlags(addRunFlags(cmd)).action(async (opts: Record<string, unknown>) => {
     const { join } = await import('node:path');
@@ -25,11 +27,26 @@ export function register(program: Command): void {
     const { runDice } = await import('../../service/run.ts');
     const { MetricsEmitter } = await import('../../service/metrics.ts');
     const { createLogger } = await import('../../util/log.ts');
+    const { openRunDirectory } = await import('../../service/run-directory.ts');
+    const { embeddedBusPath } = await import('../../../topics/open-bus.ts');
     const config = loadRunConfig(opts.config as string | undefined, runOverrides(opts));
     const out = opts.out as string;
     mkdirSync(out, { recursive: true });
-    const bus = await openBus((opts.bus as string | undefined) ?? `embedded:${join(out, 'bus.db')}`);
+    const busUrl = (opts.bus as string | undefined) ?? `embedded:${join(out, 'bus.db')}`;
     const log = createLogger({ cmd: 'run' });
+    // Before the bus is opened (opening creates it): lock, same config as the first start, no foreign checkpoints.
+    const runDir = openRunDirectory({
+      outDir: out,
+      identity: runIdentity(opts, config, embeddedBusPath(busUrl) ?? busUrl),
+      versions: Array.from({ length: config.rounds }, (_, i) => i + 1),
+      busFile: embeddedBusPath(busUrl),
+      allowIdentityChange: opts.allowConfigChange === true,
+    });
+    if (runDir.changed.length > 0) log.warn('resuming with a changed config (--allow-config-change)', { changed: runDir.changed });
+    const bus = await openBus(busUrl).catch((err) => {
+      runDir.release();
+      throw err;
+    });
     const metrics = new MetricsEmitter(bus, opts.namespace as string);
     const { startMonitorFromFlags } = await import('../../monitor/flags.ts');
     const monitor = await startMonitorFromFlags(opts as { monitor?: string; monitorToken?: string }, bus, opts.namespace as string);
@@ -71,6 +88,21 @@ export function register(program: Command): void {
         await monitor.close();
       }
       await bus.close();
+      runDir.release();
     }
   });
+}
+
+/** What a run directory's later starts must agree on (see src/service/run-directory.ts). */
+function runIdentity(opts: Record<string, unknown>, config: unknown, bus: string): Record<string, unknown> {
+  const path = (p: unknown) => (typeof p === 'string' ? resolve(p) : null);
+  return {
+    config,
+    policy: path(opts.policy),
+    ref: path(opts.ref),
+    prompts: path(opts.prompts),
+    offline: path(opts.offline),
+    namespace: opts.namespace,
+    bus,
+  };
 }

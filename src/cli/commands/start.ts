@@ -11,12 +11,21 @@ export function register(program: Command): void {
     .option('--out <dir>', 'report folder (report.md, report.json, SVG figures)', '.dice/report')
     .option('--cache <dir>', 'bootstrap cache root', '.dice/testbed')
     .option('--work <dir>', 'run folder: embedded bus and checkpoints (emptied at the start)', '.dice/main')
-    .option('--preset <name>', 'arena size: default | tiny (the test suite\'s)', 'default')
+    .option('--preset <name>', 'arena size: default | tiny (the test suite\'s); with --model: default | pilot | quick', 'default')
     .option('--seed <n>', 'seed of everything (default: the preset\'s)')
     .option('--seeds <list>', 'run the whole job once per seed (e.g. 1,2,3: a bootstrap each on first run) and print a summary of the seeds; reports in <out>/seed-<n>')
     .option('--threads <n>', 'onnxruntime threads per engine (fixed for determinism; default: the preset\'s)')
     .option('--json', 'print the result as JSON on stdout instead of the table')
-    .action(async (opts: { out: string; cache: string; work: string; preset: string; seed?: string; seeds?: string; threads?: string; json?: boolean }) => {
+    .option('--model <dir>', 'run the real-model job instead: DICE on this chat model (Hugging Face folder) with IFEval-style verifiable instructions')
+    .option('--quick', 'with --model: the test suite\'s size (a minute on a tiny model)')
+    .option('--fresh', 'with --model: empty the run folder first instead of resuming it')
+    .option('--grid <spec>', 'with --model: recipes to choose from on the validation split, e.g. "train.lr=5e-6,1e-5;replay.gamma=0.5,0.75" (each on every seed; the test table is read at each method\'s chosen recipe)')
+    .option('--skip-alpha-zero', 'with --model: leave out the DICE α = 0 run (a later run without this flag adds it, reusing the rest)')
+    .action(async (opts: StartOptions) => {
+      if (opts.model !== undefined) {
+        await runChat(opts);
+        return;
+      }
       const { runMainJob } = await import('../../testbed/main-job.ts');
       const { formatChecks, formatTable, reportJson, writeReport } = await import('../../testbed/report.ts');
       const { createLogger } = await import('../../util/log.ts');
@@ -46,6 +55,90 @@ export function register(program: Command): void {
       console.log(`report: ${report.dir}/report.md`);
       console.log(`wall ${result.seconds.total.toFixed(0)} s (bootstrap ${result.seconds.bootstrap.toFixed(0)} s${result.bootstrap.cached ? ', cached' : ''}), CPU ${result.cpuSeconds.toFixed(0)} s`);
     });
+}
+
+interface StartOptions {
+  out: string;
+  cache: string;
+  work: string;
+  preset: string;
+  seed?: string;
+  seeds?: string;
+  threads?: string;
+  json?: boolean;
+  model?: string;
+  quick?: boolean;
+  fresh?: boolean;
+  skipAlphaZero?: boolean;
+  grid?: string;
+}
+
+/** `dice start --model DIR`: the real-model job, per seed with --seeds, then the seeds' summary. */
+async function runChat(opts: StartOptions): Promise<void> {
+  const { join } = await import('node:path');
+  const { writeFileSync } = await import('node:fs');
+  const { CHAT_JOB_PRESETS, prepareModel, projectedSeconds, runChatJob } = await import('../../testbed/chat-job.ts');
+  const { formatChatSeedSummary } = await import('../../testbed/chat-summary.ts');
+  const { formatTable, reportJson, writeReport } = await import('../../testbed/report.ts');
+  const { createLogger } = await import('../../util/log.ts');
+  const presetName = opts.quick ? 'quick' : opts.preset;
+  const preset = CHAT_JOB_PRESETS[presetName];
+  if (!preset) throw new Error(`--preset: unknown preset "${presetName}" for --model (known: ${Object.keys(CHAT_JOB_PRESETS).join(', ')})`);
+  const settings = opts.skipAlphaZero ? { ...preset, alphaZero: false } : preset;
+  const modelDir = prepareModel({ model: opts.model! });
+  const threads = parseIntFlag(opts.threads, '--threads');
+  const seed = parseIntFlag(opts.seed, '--seed');
+  if (seed !== undefined && opts.seeds !== undefined) throw new Error('--seed and --seeds: give one or the other');
+  const seeds = opts.seeds !== undefined ? parseSeedList(opts.seeds) : [seed ?? settings.bootstrap.seed];
+  const log = createLogger({ cmd: 'start', model: modelDir });
+  // rates for SmolLM2-135M, 2 threads, a quiet 2-core machine (README: the real-model job)
+  const p = projectedSeconds(settings, { tokensPerSecond: 60, diceTokensPerSecond: 25, stepSeconds: 40, meanTokens: 80 });
+  const min = (x: number) => Math.round(x / 60);
+  console.error(
+    `projected time per seed on 2 quiet cores with a 135M model: ~${min(p.total)} min (DICE sampling ~${min(p.diceSampling)} min, other sampling ~${min(p.sampling)} min, DPO steps ~${min(p.training)} min); ` +
+      `a loaded machine is slower (about 1/CPU-share). Resumable: rerun the same command after an interruption.`,
+  );
+  if (opts.grid !== undefined) {
+    const { formatSelection, parseGrid, selectRecipes } = await import('../../testbed/chat-select.ts');
+    const grid = [];
+    for (const recipe of parseGrid(opts.grid)) {
+      const results = [];
+      for (const s of seeds) {
+        log.info(`recipe ${recipe.name}, seed ${s}`, recipe.overrides);
+        const result = await runChatJob({ settings: { ...settings, run: { ...settings.run, ...recipe.overrides } }, modelDir, cacheRoot: opts.cache, workDir: opts.work, fresh: opts.fresh, log: log.child({ seed: s, recipe: recipe.name }), seed: s, threads });
+        writeReport(result, join(opts.out, recipe.name, `seed-${s}`));
+        results.push(result);
+      }
+      grid.push({ recipe, results });
+    }
+    const text = formatSelection(selectRecipes(grid));
+    writeFileSync(join(opts.out, 'selection.md'), `${text}\n`);
+    console.log(`\nRecipe chosen on the validation split; test split at the chosen recipes, mean ± s.e. over ${seeds.length} seed(s)\n\n${text}`);
+    return;
+  }
+  const results = [];
+  for (const s of seeds) {
+    const result = await runChatJob({ settings, modelDir, cacheRoot: opts.cache, workDir: opts.work, fresh: opts.fresh, log: log.child({ seed: s }), seed: s, threads });
+    const dir = seeds.length > 1 ? join(opts.out, `seed-${s}`) : opts.out;
+    const report = writeReport(result, dir);
+    if (!opts.json) {
+      console.log(`
+Test split (seed ${s}), against π_ref(0)'s greedy answers
+
+${formatTable(result.test.table, result.test.referenceLength)}`);
+      console.log(`
+Validation split (seed ${s})
+
+${formatTable(result.validation.table, result.validation.referenceLength)}`);
+      console.log(`
+report: ${report.dir}/report.md; wall ${result.seconds.total.toFixed(0)} s, CPU ${result.cpuSeconds.toFixed(0)} s`);
+    }
+    results.push(result);
+  }
+  const summary = formatChatSeedSummary(results);
+  writeFileSync(join(opts.out, 'seeds.txt'), `${summary}\n`);
+  if (opts.json) process.stdout.write(reportJson(results.length === 1 ? results[0] : (results as never)));
+  else console.log(`\nSeeds: test split, mean ± s.e. over seeds\n\n${summary}`);
 }
 
 /** `--seeds`: the main job per seed, each in its own run and report folder, then one summary line per seed. */

@@ -24,14 +24,17 @@ export function register(program: Command): void {
     .option(BUS_OPTION.flags, BUS_OPTION.description, BUS_OPTION.defaultValue)
     .action(async (opts: TailOptions) => {
       const { openBus } = await import('../../../topics/open-bus.ts');
-      const { parseTopicName, topicContracts } = await import('../../../topics/registry.ts');
+      const { contractFor } = await import('../../../topics/registry.ts');
       const { toJsonLine } = await import('../../io/records-file.ts');
       const { Subject, takeUntil, take, identity } = await import('rxjs');
       const limit = opts.limit === undefined ? undefined : Number(opts.limit);
       if (limit !== undefined && (!Number.isInteger(limit) || limit < 1)) throw new Error(`--limit must be a positive integer, got ${opts.limit}`);
-      const parsed = parseTopicName(opts.topic);
-      const contract = parsed ? topicContracts[parsed.base] : null;
-      const bus = await openBus(opts.bus);
+      const contract = contractFor(opts.topic); // the names produce accepts, refused the same way
+      const bus = await openBus(opts.bus, { readOnly: true });
+      if (!(await bus.listTopics()).some((t) => t.name === opts.topic)) {
+        await bus.close();
+        throw new Error(`topic ${opts.topic} does not exist on ${bus.url} (dice topics list shows what does)`);
+      }
       const groupId = opts.group ?? `dice-tail-${process.pid}-${Date.now().toString(36)}`;
       const stop = new Subject<void>();
       const onSignal = () => stop.next();
@@ -48,14 +51,12 @@ export function register(program: Command): void {
               next: (r) => {
                 let value: unknown;
                 let error: string | null = null;
-                if (contract) {
-                  try {
-                    value = contract.decode(r.value);
-                  } catch (err) {
-                    error = err instanceof Error ? err.message : String(err);
-                    invalid++;
-                  }
-                } else value = new TextDecoder().decode(r.value);
+                try {
+                  value = contract.decode(r.value);
+                } catch (err) {
+                  error = err instanceof Error ? err.message : String(err);
+                  invalid++;
+                }
                 const where = { topic: r.topic, partition: r.partition, offset: r.offset, key: r.key, timestamp: r.timestamp };
                 if (error !== null) console.error(`${r.topic}[${r.partition}]@${r.offset}: invalid record: ${error}`);
                 else if (opts.json) console.log(toJsonLine({ ...where, value }));

@@ -18,7 +18,7 @@ export function register(program: Command): void {
     .option('--json', 'one JSON object per topic')
     .action(async (opts: TopicsOptions) => {
       const { openBus } = await import('../../../topics/open-bus.ts');
-      const bus = await openBus(opts.bus);
+      const bus = await openBus(opts.bus, { readOnly: true });
       try {
         const list = await bus.listTopics();
         if (opts.json) {

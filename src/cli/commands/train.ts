@@ -1,35 +1,14 @@
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
 import { floatArg, intArg } from './generate.ts';
+import { loraFlag } from '../lora-flag.ts';
+import type { TrainCliOptions } from '../train-command.ts';
 
 /**
  * `dice train`: DPO-family (or SFT) training of a model directory on a record file; writes an HF
  * checkpoint with manifest.json. Reference log-probs come from --ref DIR (a scoring pass of the
  * reference model), from --ref-logps FILE, or inline in the pairs file (ref_chosen_logp/ref_rejected_logp).
  */
-interface TrainCliOptions {
-  model: string;
-  ref?: string;
-  refLogps?: string;
-  pairs: string;
-  loss: 'dpo' | 'ipo' | 'hinge' | 'kto' | 'sft' | 'rdpo';
-  beta: number;
-  alpha: number;
-  steps: number;
-  batch: number;
-  microBatch?: number;
-  lr: number;
-  warmup: number;
-  weightDecay: number;
-  maxGradNorm: number;
-  out: string;
-  seed: number;
-  threads: number;
-  provider: 'cpu' | 'webgpu' | 'cuda';
-  chat?: boolean;
-  version: string;
-  json?: boolean;
-}
 
 const LOSSES = ['dpo', 'ipo', 'hinge', 'kto', 'sft', 'rdpo'];
 
@@ -62,10 +41,14 @@ export function register(program: Command): void {
     .option('--no-chat', 'use prompt text as is')
     .option('--version <v>', 'version recorded in the checkpoint manifest', 'v1')
     .option('--json', 'print one JSON line of metrics per step')
+    .option('--lora <spec>', 'train a LoRA adapter (PEFT format) on frozen weights, e.g. r=16,alpha=32,targets=q,k,v,o,gate,up,down; its reference is the base (adapter off) unless --ref/--ref-logps', loraFlag)
     .action(async (opts: TrainCliOptions) => {
-      const { runTrainCommand } = await import('../../engine/trainer-cli.ts');
+      const { samePath } = await import('../../util/same-path.ts');
+      for (const [flag, dir] of [['--model', opts.model], ['--ref', opts.ref]] as const) {
+        if (dir !== undefined && samePath(dir, opts.out)) throw new Error(`--out ${opts.out} is the ${flag} directory: training would overwrite its input; choose another --out`);
+      }
+      const { runTrainCommand } = await import('../train-command.ts');
       await runTrainCommand(opts);
     });
 }
 
-export type { TrainCliOptions };

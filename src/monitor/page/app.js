@@ -11,13 +11,19 @@ const IDENTITY_FIELDS = new Set(['stage', 'type', 'time', 'round', 'seq']);
 
 const $ = (id) => document.getElementById(id);
 
-/** First finite number among the named fields. */
-function num(e, ...names) {
-  for (const n of names) {
-    const v = e[n];
-    if (typeof v === 'number' && Number.isFinite(v)) return v;
-  }
-  return undefined;
+/** A finite number field of an event. */
+function num(e, name) {
+  const v = e[name];
+  return typeof v === 'number' && Number.isFinite(v) ? v : undefined;
+}
+
+/**
+ * A numeric field of one metrics event type (`stage/type`), or undefined for any other event.
+ * Every field(e, kind, name) here is listed in src/monitor/page-fields.ts, typed against the events
+ * the stages emit (test/monitor/page-fields.test.ts checks both).
+ */
+function field(e, kind, name) {
+  return `${e.stage}/${e.type}` === kind ? num(e, name) : undefined;
 }
 
 function str(v) {
@@ -304,7 +310,7 @@ function apply(e) {
   // Rounds and versions only move forward; taking the newest keeps the header right although the
   // metrics and checkpoints topics are read independently and may interleave either way.
   if (typeof e.round === 'number' && !(e.round < state.round)) state.round = e.round;
-  if (e.stage !== 'checkpoint' && e.type !== 'checkpoint') setVersions(e.policyVersion, e.referenceVersion);
+  setVersions(field(e, 'round/start', 'policyVersion'), field(e, 'round/start', 'referenceVersion'));
 
   if (e.stage === 'bus' && e.type === 'throughput' && e.rates && typeof e.rates === 'object') {
     charts.throughput.add(t, e.rates);
@@ -315,45 +321,41 @@ function apply(e) {
     return true;
   }
 
-  // A checkpoint record (checkpoints topic) or its announcement on the metrics topic: the loop
-  // now samples with it and scores against its parent (policy v_t, reference v_{t-1}).
-  if (e.type === 'checkpoint' || (e.stage === 'checkpoint' && e.version !== undefined)) {
-    const version = e.version;
-    const parent = e.parentVersion ?? e.parent;
+  // A checkpoint record (checkpoints topic, made an event by the monitor) or its announcement on
+  // the metrics topic: the loop now samples with it and scores against its parent.
+  const announced = field(e, 'checkpoint/published', 'version');
+  if (e.type === 'checkpoint' || announced !== undefined) {
+    const version = announced ?? num(e, 'version');
+    const parent = field(e, 'checkpoint/published', 'parentVersion') ?? num(e, 'parentVersion');
+    const reference = field(e, 'checkpoint/published', 'referenceVersion') ?? num(e, 'referenceVersion');
     setVersions(version, parent);
-    const metrics = e.metrics && typeof e.metrics === 'object' ? JSON.stringify(e.metrics) : otherFields(e, new Set([...IDENTITY_FIELDS, 'version', 'parent', 'parentVersion', 'referenceVersion', 'sha256', 'key', 'location', 'createdAt']));
-    upsertCheckpoint(version, [timeText(e.time), str(version), str(parent), str(e.referenceVersion), str(e.round), typeof e.sha256 === 'string' ? e.sha256.slice(0, 16) : '–', metrics.length > 300 ? `${metrics.slice(0, 300)}…` : metrics]);
+    const metrics = e.metrics && typeof e.metrics === 'object' ? JSON.stringify(e.metrics) : otherFields(e, new Set([...IDENTITY_FIELDS, 'version', 'parentVersion', 'referenceVersion', 'sha256', 'key', 'location', 'createdAt']));
+    upsertCheckpoint(version, [timeText(e.time), str(version), str(parent), str(reference), str(e.round), typeof e.sha256 === 'string' ? e.sha256.slice(0, 16) : '–', metrics.length > 300 ? `${metrics.slice(0, 300)}…` : metrics]);
     return true;
   }
 
-  if (e.type === 'eval' || e.type === 'evaluation' || e.stage === 'eval') {
+  // Evaluations come from outside the loop (the testbed, or a client of the monitor's publish()).
+  if (e.stage === 'eval') {
     const values = numericFields(e, EVAL_SKIP);
     charts.eval.add(typeof e.round === 'number' ? e.round : charts.eval.table.nextIndex(), values);
     prependRow('evaluations', [timeText(e.time), str(e.round), str(e.version ?? e.policyVersion), JSON.stringify(values)]);
     return true;
   }
 
-  const throughput = num(e, 'rate', 'recordsPerSecond');
-  const records = num(e, 'records', 'count');
-  const seconds = num(e, 'seconds', 'intervalSeconds');
-  if (e.type === 'throughput' && (throughput !== undefined || (records !== undefined && seconds))) {
-    charts.throughput.add(t, { [e.stage]: throughput ?? records / seconds });
-    used = true;
-  }
-  const tokenRate = num(e, 'tokensPerSecond');
+  const tokenRate = field(e, 'sample/group', 'tokensPerSecond');
   if (tokenRate !== undefined) {
-    charts.throughput.add(t, { [`${e.stage} tokens/s`]: tokenRate });
+    charts.throughput.add(t, { 'sample tokens/s': tokenRate });
     used = true;
   }
-  const lag = num(e, 'lag', 'consumerLag');
+  const lag = field(e, 'sample/group', 'lag') ?? field(e, 'score/group', 'lag');
   if (lag !== undefined) {
     charts.lag.add(t, { [e.stage]: lag });
     used = true;
   }
 
-  const alpha = num(e, 'alpha', 'alphaStar');
-  const before = num(e, 'lengthDiffBefore', 'meanLengthDiffBefore', 'lenDiffBefore');
-  const after = num(e, 'lengthDiffAfter', 'meanLengthDiffAfter', 'lenDiffAfter');
+  const alpha = field(e, 'alpha/window', 'alpha');
+  const before = field(e, 'alpha/window', 'lengthDiffBefore');
+  const after = field(e, 'alpha/window', 'lengthDiffAfter');
   if (alpha !== undefined || before !== undefined || after !== undefined) {
     const x = charts.alpha.table.nextIndex();
     if (alpha !== undefined) charts.alpha.add(x, { 'α*': alpha });
@@ -361,19 +363,18 @@ function apply(e) {
     used = true;
   }
 
-  const margin = num(e, 'rewardMargin', 'margin', 'meanRewardMargin');
-  const loss = num(e, 'loss', 'dpoLoss');
-  const accuracy = num(e, 'rewardAccuracy', 'accuracy', 'implicitRewardAccuracy');
+  const loss = field(e, 'train/step', 'loss');
+  const accuracy = field(e, 'train/step', 'rewardAccuracy');
+  const margin = field(e, 'train/step', 'margin');
   if (loss !== undefined || accuracy !== undefined || margin !== undefined) {
-    // `step` restarts every round; only a run-wide step can be the x axis. A training step's loss,
-    // accuracy and margin share one x, so the three charts line up.
-    const step = num(e, 'globalStep') ?? Math.max(charts.loss.table.nextIndex(), charts.accuracy.table.nextIndex(), charts.margin.table.nextIndex());
+    // `step` restarts every round; the run-wide step is the x axis, so the three charts line up.
+    const step = field(e, 'train/step', 'globalStep') ?? Math.max(charts.loss.table.nextIndex(), charts.accuracy.table.nextIndex(), charts.margin.table.nextIndex());
     if (loss !== undefined) charts.loss.add(step, { loss });
     if (accuracy !== undefined) charts.accuracy.add(step, { accuracy });
     if (margin !== undefined) charts.margin.add(step, { [e.stage]: margin });
     used = true;
   }
-  return used || e.policyVersion !== undefined || e.referenceVersion !== undefined || e.type === 'round';
+  return used || `${e.stage}/${e.type}` === 'round/start';
 }
 
 function handleEvents(events) {

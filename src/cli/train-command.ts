@@ -3,27 +3,56 @@ import { join } from 'node:path';
 import { ChatTemplate } from '../model/chat-template.ts';
 import { MANIFEST_FILE, verifyCheckpoint } from '../model/checkpoint.ts';
 import { readHfConfig } from '../model/hf-config.ts';
+import { rootModelDir, tokenizerDirOf } from '../model/policy.ts';
 import { Tokenizer } from '../model/tokenizer.ts';
 import { checkProvider } from '../onnx/session.ts';
 import { Rng, deriveSeed } from '../util/random.ts';
-import type { TrainCliOptions } from '../cli/commands/train.ts';
-import { Scorer } from './scorer.ts';
-import { Trainer, type PreferencePair, type StepMetrics, type TrainBatch } from './trainer.ts';
-import { ktoMismatchedRows } from './trainer-batch.ts';
-import { applyRefLogpsFile, readPreferencePairs, readSftExamples, type TokenizedPair } from './trainer-data.ts';
+import type { LoraConfig } from '../config/schema.ts';
+import { Scorer } from '../engine/scorer.ts';
+import { Trainer, type PreferencePair, type StepMetrics, type TrainBatch } from '../engine/trainer.ts';
+import { ktoMismatchedRows, preferenceRows } from '../engine/trainer-batch.ts';
+import { applyRefLogpsFile, readPreferencePairs, readSftExamples, type TokenizedPair } from '../engine/trainer-data.ts';
+
+/** The flags of `dice train` (src/cli/commands/train.ts). */
+export interface TrainCliOptions {
+  model: string;
+  ref?: string;
+  refLogps?: string;
+  pairs: string;
+  loss: 'dpo' | 'ipo' | 'hinge' | 'kto' | 'sft' | 'rdpo';
+  beta: number;
+  alpha: number;
+  steps: number;
+  batch: number;
+  microBatch?: number;
+  lr: number;
+  warmup: number;
+  weightDecay: number;
+  maxGradNorm: number;
+  out: string;
+  seed: number;
+  threads: number;
+  provider: 'cpu' | 'webgpu' | 'cuda';
+  chat?: boolean;
+  version: string;
+  json?: boolean;
+  lora?: LoraConfig;
+}
 
 /** The work behind `dice train` (see src/cli/commands/train.ts). */
 export async function runTrainCommand(opts: TrainCliOptions): Promise<void> {
   checkProvider(opts.provider);
   const isSft = opts.loss === 'sft';
   if (!isSft && opts.ref && opts.refLogps) throw new Error('give --ref or --ref-logps, not both');
-  if (opts.loss === 'kto' && !opts.ref) throw new Error("--loss kto needs --ref DIR: KTO's reference point scores mismatched prompt/response pairs under the reference");
+  if (opts.loss === 'kto' && !opts.ref && !opts.lora) throw new Error("--loss kto needs --ref DIR (or --lora, whose reference is the base): KTO's reference point scores mismatched prompt/response pairs under the reference");
   const parentVersion = existsSync(join(opts.model, MANIFEST_FILE)) ? verifyCheckpoint(opts.model).version : null;
   const referenceVersion = opts.ref && existsSync(join(opts.ref, MANIFEST_FILE)) ? verifyCheckpoint(opts.ref).version : null;
 
-  const config = readHfConfig(join(opts.model, 'config.json'));
-  const tokenizer = Tokenizer.fromDir(opts.model);
-  const chatTemplate = ChatTemplate.fromTokenizerConfig(tokenizer.config, tokenizer.files.chatTemplateJinja, join(opts.model, 'tokenizer_config.json'));
+  // --model may be a LoRA adapter directory: the config is its root model's
+  const config = readHfConfig(join(rootModelDir(opts.model), 'config.json'));
+  const tokenizerDir = tokenizerDirOf(opts.model);
+  const tokenizer = Tokenizer.fromDir(tokenizerDir);
+  const chatTemplate = ChatTemplate.fromTokenizerConfig(tokenizer.config, tokenizer.files.chatTemplateJinja, join(tokenizerDir, 'tokenizer_config.json'));
   const enc = { tokenizer, chatTemplate, eosTokenId: config.eosTokenIds[0] ?? null, chat: opts.chat ?? chatTemplate !== null };
 
   const log = (line: string) => process.stderr.write(`${line}\n`);
@@ -50,11 +79,6 @@ export async function runTrainCommand(opts: TrainCliOptions): Promise<void> {
         await scorer.close();
       }
     }
-    for (const p of tokenized) {
-      if (p.refChosenLogp === undefined || p.refRejectedLogp === undefined) {
-        throw new Error(`${p.location}: no reference log-probs (give --ref DIR, --ref-logps FILE, or ref_chosen_logp/ref_rejected_logp in the record)`);
-      }
-    }
     pairs = tokenized as PreferencePair[];
   }
 
@@ -70,10 +94,14 @@ export async function runTrainCommand(opts: TrainCliOptions): Promise<void> {
       microBatch: opts.microBatch,
       provider: opts.provider,
       threads: opts.threads,
+      lora: opts.lora ? { config: opts.lora, seed: opts.seed } : undefined,
     },
   );
-  const scorer = opts.loss === 'kto' ? await Scorer.open({ modelDir: opts.ref!, threads: opts.threads }) : null;
+  // KTO's mismatched rows under the reference: a scorer of --ref, or a LoRA policy's base (adapter off)
+  const refScorer = opts.loss === 'kto' && opts.ref ? await Scorer.open({ modelDir: opts.ref, threads: opts.threads }) : null;
+  const scorer = refScorer ?? (opts.loss === 'kto' ? { score: async (rows: Array<{ promptTokenIds: number[]; responseTokenIds: number[] }>) => (await trainer.baseLogps(rows.map((r) => ({ prompt: r.promptTokenIds, response: r.responseTokenIds })))).map((logProb) => ({ logProb })) } : null);
   try {
+    if (!isSft) await fillBaseReference(pairs, opts, trainer, log);
     const items: Array<PreferencePair | (typeof sft)[number]> = isSft ? sft : pairs;
     const rng = new Rng(deriveSeed(opts.seed, 'train-order'));
     let order: number[] = [];
@@ -125,6 +153,7 @@ export async function runTrainCommand(opts: TrainCliOptions): Promise<void> {
         batch: opts.batch,
         seed: opts.seed,
         threads: opts.threads,
+        ...(opts.lora ? { lora: opts.lora } : {}),
         finalLoss: last.loss,
         meanLossLast10: mean((m) => m.loss),
         rewardAccuracyLast10: mean((m) => m.rewardAccuracy),
@@ -136,6 +165,25 @@ export async function runTrainCommand(opts: TrainCliOptions): Promise<void> {
     if (opts.json) console.log(JSON.stringify({ checkpoint: opts.out, manifest }));
   } finally {
     await trainer.close();
-    await scorer?.close();
+    await refScorer?.close();
   }
+}
+
+/**
+ * Pairs without reference log-probs: with --lora, the reference is the base (the trainer's frozen
+ * weights with the adapter off) — scored by the trainer itself, no second copy of the model.
+ */
+async function fillBaseReference(pairs: PreferencePair[], opts: TrainCliOptions, trainer: Trainer, log: (line: string) => void): Promise<void> {
+  const missing = pairs.filter((p) => p.refChosenLogp === undefined || p.refRejectedLogp === undefined);
+  if (missing.length === 0) return;
+  if (!opts.lora) {
+    const p = missing[0] as PreferencePair & { location?: string };
+    throw new Error(`${p.location ?? 'pair'}: no reference log-probs (give --ref DIR, --ref-logps FILE, or ref_chosen_logp/ref_rejected_logp in the record)`);
+  }
+  log(`scoring ${missing.length} pairs under the base (the LoRA policy's reference: adapter off)`);
+  const logps = await trainer.baseLogps(preferenceRows(missing));
+  missing.forEach((p, i) => {
+    p.refChosenLogp = logps[i];
+    p.refRejectedLogp = logps[missing.length + i];
+  });
 }
