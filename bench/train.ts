@@ -24,12 +24,11 @@ import { availableParallelism, loadavg } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { loadModel } from '../src/model/load.ts';
-import { llamaParameterShapes } from '../src/model/llama-graph.ts';
 import type { LlamaConfig } from '../src/model/llama-config.ts';
 import { TrainerCore } from '../src/engine/trainer-core.ts';
 import type { PreferencePair } from '../src/engine/trainer-batch.ts';
 import { benchModelDir, makeBenchBatch } from './train-batch.ts';
-import { matmulPeakGflops } from './peak.ts';
+import { matmulParams, matmulPeakGflops } from './peak.ts';
 import { parseLoraFlag } from '../src/cli/lora-flag.ts';
 
 function arg(name: string, fallback: string): string {
@@ -61,12 +60,9 @@ interface Result {
 }
 
 function modelFlopsPerStep(config: LlamaConfig, rows: number, length: number): number {
-  let matmulParams = 0;
-  for (const [name, shape] of llamaParameterShapes(config)) if (shape.length === 2 && name !== 'model.embed_tokens.weight') matmulParams += shape[0] * shape[1];
-  matmulParams += config.vocabSize * config.hiddenSize; // lm_head (tied or not)
   const tokens = rows * length;
   const attention = 12 * config.numLayers * length * config.numHeads * config.headDim;
-  return tokens * (6 * matmulParams + attention);
+  return tokens * (6 * matmulParams(config) + attention);
 }
 
 /** Child process: one (shape, case) measured on its own. */

@@ -40,12 +40,12 @@ export interface TrainGraphSpec {
    * 'matmul' is MatMul(x, Transpose(W)).
    */
   linear?: 'gemm' | 'matmul';
-  /** float32: RoPE and SiLU as onnxruntime's fused kernels (see LlamaEmitOptions.contribOps). Default true. */
+  /** float32: RMSNorm, RoPE and SiLU as onnxruntime's fused kernels (see LlamaEmitOptions.contribOps). Default true. */
   contribOps?: boolean;
   /**
    * Train a LoRA adapter instead of the weights: the model's weights are still graph inputs but
    * frozen (no gradient, no optimizer state); the trained parameters and grad.* are the adapter's
-   * tensors (PEFT names, see model/lora.ts), and so are the host AdamW's moments.
+   * tensors (PEFT names, see model/lora.ts), as are the trainer's AdamW moments.
    */
   lora?: LoraConfig;
 }

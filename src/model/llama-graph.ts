@@ -50,6 +50,8 @@ export interface LlamaEmitOptions {
   adapter?: LinearAdapter;
 }
 
+export type LinearAdapter = (weight: string, x: string, y: string) => string;
+
 /** cos/sin tables, the int64 positions [B,S] and (standard-op RoPE) their rows gathered [B,1,S,hd/2]. */
 export interface RopeValues {
   positions: string;
@@ -58,8 +60,6 @@ export interface RopeValues {
   cos?: string;
   sin?: string;
 }
-
-export type LinearAdapter = (weight: string, x: string, y: string) => string;
 
 export interface TeacherForcedOptions extends LlamaEmitOptions {
   /** int64 [B,T] */

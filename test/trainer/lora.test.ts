@@ -280,3 +280,17 @@ test('LoRA grads graph: gradients and accumulators for the adapter only; the bas
   const ops = new Set(g.nodes.map((n) => n.opType));
   for (const op of ['SimplifiedLayerNormalization', 'RotaryEmbedding', 'QuickGelu']) assert.ok(ops.has(op), `${op} in the LoRA train graph`);
 });
+
+test('a LoRA trainer keeps AdamW state (and its grads graph gradients) for the adapter only', async () => {
+  const dir = join(import.meta.dirname, '..', 'fixtures', 'llama', 'qwen2-bias-tied');
+  const config = readHfConfig(join(dir, 'config.json'));
+  const lora: LoraConfig = { r: 2, alpha: 4, targets: ['q', 'v'] };
+  const adapterNames = [...loraParameterShapes(config, lora).keys()].sort();
+  const trainer = new TrainerCore(config, readSafetensorsDir(dir).weights, { loss: 'dpo', beta: 0.1, lr: 1e-3, warmupSteps: 0, lora: { config: lora } });
+  const state = trainer.state();
+  assert.deepEqual([...state.m.keys()].sort(), adapterNames);
+  assert.deepEqual([...state.v.keys()].sort(), adapterNames);
+  const g = buildGradsGraph({ config, dtype: 'float32', loss: 'dpo', beta: 0.1, lora });
+  assert.deepEqual(g.outputs.map((o) => o.name).filter((n) => n.startsWith('grad.')).sort(), adapterNames.map(gradName).sort());
+  await trainer.release();
+});
