@@ -19,7 +19,7 @@ test('dice serve picks up prompts produced after it started, completes rounds on
     // nothing to do yet: no prompts
     const produced = await runCli(['produce', '--topic', 'prompts', '--file', join(dir, 'prompts.jsonl'), '--bus', bus]);
     assert.equal(produced.code, 0, produced.stderr);
-    await serve.waitFor(/"msg":"checkpoint".*"version":"v2"/);
+    await serve.waitFor(/"msg":"checkpoint".*"version":"v2"/, 300_000); // two rounds of a tiny model: ~1 min alone, ~2 at load 20
     const exit = await serve.stop('SIGTERM');
     assert.equal(exit.code, 0, serve.stderr);
     assert.match(serve.stderr, /"msg":"sampler stopped"/);
