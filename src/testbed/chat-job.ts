@@ -103,7 +103,6 @@ export const DEFAULT_CHAT_JOB: ChatJobSettings = {
     'train.microBatch': 4,
     'train.lr': 5e-6,
     'train.warmupSteps': 1,
-    'train.maxLength': 256,
   },
   eval: { samplesPerPrompt: 1, temperature: 0, topP: 1, maxNewTokens: 96 },
   alphaZero: true,
