@@ -104,18 +104,25 @@ export function writeCheckpoint(dir: string, input: CheckpointInput): Checkpoint
  * checkpoint. writeCheckpoint does this after saving; importers that stream the weights call it directly.
  */
 export function writeManifest(dir: string, input: Pick<CheckpointInput, 'version' | 'parentVersion' | 'referenceVersion' | 'metrics'>): CheckpointManifest {
-  const manifestPath = join(dir, MANIFEST_FILE);
-  const manifest: CheckpointManifest = {
+  return writeManifestFile(join(dir, MANIFEST_FILE), manifestFields(dir, input, SINGLE_FILE_NAME));
+}
+
+/** The manifest fields every checkpoint has: lineage, creation time, and the sha256 of its weights file. */
+function manifestFields(
+  dir: string,
+  input: Pick<CheckpointInput, 'version' | 'parentVersion' | 'referenceVersion' | 'metrics'>,
+  weightsFile: string,
+): CheckpointManifest {
+  return {
     format: MANIFEST_FORMAT,
     version: input.version,
     parentVersion: input.parentVersion ?? null,
     referenceVersion: input.referenceVersion ?? null,
     createdAt: new Date().toISOString(),
-    weightsFile: SINGLE_FILE_NAME,
-    sha256: sha256File(join(dir, SINGLE_FILE_NAME)),
+    weightsFile,
+    sha256: sha256File(join(dir, weightsFile)),
     metrics: input.metrics ?? {},
   };
-  return writeManifestFile(manifestPath, manifest);
 }
 
 function writeManifestFile(manifestPath: string, manifest: CheckpointManifest): CheckpointManifest {
@@ -135,14 +142,7 @@ function writeAdapterCheckpoint(dir: string, input: CheckpointInput, adapter: No
   if (input.tokenizerFiles.tokenizerConfig !== null) writeFileSync(join(dir, 'tokenizer_config.json'), input.tokenizerFiles.tokenizerConfig);
   if (input.tokenizerFiles.chatTemplateJinja) writeFileSync(join(dir, 'chat_template.jinja'), input.tokenizerFiles.chatTemplateJinja);
   const manifest: CheckpointManifest = {
-    format: MANIFEST_FORMAT,
-    version: input.version,
-    parentVersion: input.parentVersion ?? null,
-    referenceVersion: input.referenceVersion ?? null,
-    createdAt: new Date().toISOString(),
-    weightsFile: ADAPTER_WEIGHTS_FILE,
-    sha256: sha256File(join(dir, ADAPTER_WEIGHTS_FILE)),
-    metrics: input.metrics ?? {},
+    ...manifestFields(dir, input, ADAPTER_WEIGHTS_FILE),
     adapter: {
       configFile: ADAPTER_CONFIG_FILE,
       configSha256: sha256File(join(dir, ADAPTER_CONFIG_FILE)),
