@@ -104,21 +104,25 @@ export const DEFAULT_BOOTSTRAP: BootstrapSettings = {
   dpo: { steps: 30, batch: 32, lr: 3e-5, warmupSteps: 10, beta: 0.1 },
 };
 
-export interface BootstrapResult {
+/** What every testbed's bootstrap leaves: π_ref(0), π_θ(0), the run's input files, and how it trained. */
+export interface BootstrapOutputs {
   /** The cache folder of these settings. */
   dir: string;
   settingsHash: string;
-  /** π_ref(0) (SFT) and π_θ(0) (DPO on D_offline). */
+  /** π_ref(0) and π_θ(0) (DPO on D_offline). */
   refDir: string;
   policyDir: string;
   /** DICE's prompts (JSONL promptId/prompt) and D_offline (JSONL pairId/prompt/chosen/rejected). */
   promptsFile: string;
   offlineFile: string;
-  tasks: { sft: ArenaTask[]; preference: ArenaTask[]; eval: ArenaTask[] };
   /** Per-step training metrics of the two bootstrap stages. */
   history: { sft: StepSummary[]; dpo: StepSummary[] };
   /** Seconds the bootstrap took when it was built (0 for the stages when cached). */
   seconds: { sft: number; dpo: number; total: number };
+}
+
+export interface BootstrapResult extends BootstrapOutputs {
+  tasks: { sft: ArenaTask[]; preference: ArenaTask[]; eval: ArenaTask[] };
   cached: boolean;
 }
 

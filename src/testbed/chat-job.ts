@@ -26,7 +26,7 @@ import { readChatTemplate } from '../model/load.ts';
 import { Tokenizer } from '../model/tokenizer.ts';
 import type { Logger } from '../util/log.ts';
 import { deriveSeed, Rng } from '../util/random.ts';
-import { trainOfflineDpo, type StepSummary, type TrainSettings } from './bootstrap.ts';
+import { trainOfflineDpo, type BootstrapOutputs, type StepSummary, type TrainSettings } from './bootstrap.ts';
 import { bootstrapMeanStdErr, evaluateResponses, type EvalItem } from './eval.ts';
 import { ifevalAccuracy, ifevalQuality, makeIfevalSplit, checkTask, type IfevalTask } from './ifeval/tasks.ts';
 import { judgeLabel, type JudgeOptions } from './judge.ts';
@@ -187,19 +187,11 @@ async function importedModel(file: string, cacheRoot: string, log?: Logger): Pro
   return dir;
 }
 
-export interface ChatBootstrap {
-  dir: string;
-  settingsHash: string;
-  refDir: string;
-  policyDir: string;
-  promptsFile: string;
-  offlineFile: string;
+export interface ChatBootstrap extends BootstrapOutputs {
   tasks: { train: IfevalTask[]; validation: IfevalTask[]; test: IfevalTask[] };
   /** π_ref(0)'s greedy answers: the references of the win rates. */
   references: { validation: string[]; test: string[] };
   offline: { pairs: number; skipped: number; chosenLonger: number; meanLengthDiff: number };
-  history: { sft: StepSummary[]; dpo: StepSummary[] };
-  seconds: { sft: number; dpo: number; total: number };
   cached: boolean;
 }
 
