@@ -143,8 +143,10 @@ export async function replayRun(options: ReplayRunOptions): Promise<ReplayRunRes
   }
 
   const result = await runDice({ bus, namespace, config, policyDir, refDir, promptsFile, offlineFile, outDir, log, metrics: options.metrics });
-  const checkpoints = result.checkpoints
+  // rejected versions too: a replay re-derives them (and the gate's decision on them)
+  const checkpoints = [...result.checkpoints, ...result.rejected]
     .filter((c) => c.version >= 1)
+    .sort((a, b) => a.version - b.version)
     .map((c): ReplayedCheckpoint => {
       const recordedSha256 = run.checkpoints.get(c.version)?.sha256 ?? null;
       return { version: c.version, sha256: c.sha256, recordedSha256, identical: recordedSha256 === c.sha256 };

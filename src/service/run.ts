@@ -19,7 +19,7 @@ import { Progress } from '../util/log.ts';
 import { BatchExecutor } from './batch-executor.ts';
 import { diceRound } from './dice-round.ts';
 import { ingestFile, offlineDefaults, promptDefaults } from './ingest.ts';
-import { publishInitialLineage, REF0_VERSION, rejectedVersions, roundVersions, type RoundVersions } from './lineage.ts';
+import { isUsable, publishInitialLineage, REF0_VERSION, rejectedVersions, roundVersions, type RoundVersions } from './lineage.ts';
 import type { MetricsEmitter } from './metrics.ts';
 import { engineOptions } from './round-config.ts';
 import { readWholeTopic } from './stage-runner.ts';
@@ -70,7 +70,10 @@ export interface RoundSummary {
 }
 
 export interface RunResult {
+  /** The versions samplers and scorers may use (src/service/lineage.ts:isUsable): v0 and the promoted (or ungated) v_t. */
   checkpoints: Checkpoint[];
+  /** The versions the health gate rejected, each with its gate's reasons: trained and recorded, never used. */
+  rejected: Checkpoint[];
   rounds: RoundSummary[];
 }
 
@@ -125,7 +128,9 @@ export async function runDice(inputs: RunInputs): Promise<RunResult> {
     rounds.push(summary);
   }
   await inputs.metrics.flush();
-  return { checkpoints: [...published.values()].filter((c) => c.version >= 0).sort((a, b) => a.version - b.version), rounds };
+  const policies = [...published.values()].filter((c) => c.version >= 0).sort((a, b) => a.version - b.version);
+  const gated = healthEnabled(config);
+  return { checkpoints: policies.filter((c) => isUsable(c, gated)), rejected: policies.filter((c) => !isUsable(c, gated)), rounds };
 }
 
 interface RoundInputs extends RunInputs {

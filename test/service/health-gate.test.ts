@@ -4,6 +4,7 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { VerifyReport } from '../../src/archive/verify.ts';
 import { readWholeTopic } from '../../src/service/stage-runner.ts';
+import type { Checkpoint } from '../../topics/checkpoints.ts';
 import { healthTopic } from '../../topics/health.ts';
 import { metricsTopic } from '../../topics/metrics.ts';
 import { openBus } from '../../topics/open-bus.ts';
@@ -28,13 +29,20 @@ test.after(() => rmSync(fixture.dir, { recursive: true, force: true }));
 
 test('dice run with a health gate: a rejected version never reaches a sampler, and replay --verify re-derives the decisions', async () => {
   const out = join(fixture.dir, 'gated');
-  const r = await runCli([...fixture.args, ...gateArgs, '--out', out]);
+  const r = await runCli([...fixture.args, ...gateArgs, '--out', out, '--json']);
   assert.equal(r.code, 0, r.stderr);
   const bus = await openBus(`embedded:${join(out, 'bus.db')}`);
   try {
     const health = await readWholeTopic(bus, topicName('run', 'health'), healthTopic);
     const v1 = health.find((h) => h.version === 1)!;
     assert.equal(v1.promoted, false, JSON.stringify(v1));
+
+    // runDice's result: the usable versions (v0 and the promoted ones) apart from the rejected ones, never mixed
+    const result = JSON.parse(r.stdout) as { checkpoints: Checkpoint[]; rejected: Checkpoint[] };
+    const promoted = health.filter((h) => h.promoted).map((h) => h.version);
+    assert.deepEqual(result.checkpoints.map((c) => c.version), [0, ...promoted]);
+    assert.deepEqual(result.rejected.map((c) => [c.version, c.gate]), health.filter((h) => !h.promoted).map((h) => [h.version, { promoted: false, reasons: h.reasons }]));
+    assert.ok(result.checkpoints.every((c) => c.version === 0 || c.gate?.promoted === true));
     assert.match(v1.reasons.join('\n'), /ranking consistency \(Kendall τ\) -?[0-9.]+ < 0/);
     assert.equal(v1.heldOutPairs, 6);
     assert.equal(v1.probeGroups > 0, true);

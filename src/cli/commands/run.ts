@@ -72,11 +72,12 @@ export function register(program: Command): void {
         metrics,
       });
       if (opts.json) {
-        console.log(JSON.stringify({ checkpoints: result.checkpoints, rounds: result.rounds }, null, 2));
+        console.log(JSON.stringify({ checkpoints: result.checkpoints, rejected: result.rejected, rounds: result.rounds }, null, 2));
       } else {
         for (const c of result.checkpoints) {
           console.log(`v${c.version}  parent ${c.parentVersion ?? '-'}  reference ${c.referenceVersion ?? '-'}  ${c.sha256.slice(0, 16)}  ${c.location}`);
         }
+        for (const c of result.rejected) console.log(`v${c.version}  rejected by the health gate (never used): ${c.gate?.reasons.join('; ')}`);
       }
     } finally {
       process.off('SIGINT', stop);
