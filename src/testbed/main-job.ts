@@ -8,6 +8,7 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import type { Bus } from '../../topics/bus.ts';
+import { healthTopic, type HealthRecord } from '../../topics/health.ts';
 import { metricsTopic } from '../../topics/metrics.ts';
 import { openBus } from '../../topics/open-bus.ts';
 import { topicName } from '../../topics/registry.ts';
@@ -16,6 +17,7 @@ import { loadRunConfig, type RunConfig } from '../config/schema.ts';
 import { histogram, summarize, type SummaryStats } from '../dice/pairs.ts';
 import { Sampler } from '../engine/sampler.ts';
 import { MetricsEmitter } from '../service/metrics.ts';
+import { lastPromoted } from '../service/lineage.ts';
 import { runDice, type RoundSummary } from '../service/run.ts';
 import { readWholeTopic } from '../service/stage-runner.ts';
 import type { Logger } from '../util/log.ts';
@@ -141,11 +143,29 @@ export interface TrainPoint {
   margin: number;
 }
 
+/** What round t produced: v_t, the health gate's decision on it, its health record (a run with a health stage). */
+export interface TrainedVersion {
+  round: number;
+  version: number;
+  parentVersion: number;
+  location: string;
+  sha256: string;
+  /** True without a health stage (every version is used). */
+  promoted: boolean;
+  reasons: string[];
+  health: HealthRecord | null;
+}
+
 export interface VariantRun {
   variant: Variant;
   config: RunConfig;
-  /** Checkpoint folder of iteration t (t = 1..R). */
+  /**
+   * The model in use after iteration t (t = 1..R): v_t, or with a health gate the last promoted version
+   * (π_θ(0) when none was), so a rejected version is never evaluated as an iteration.
+   */
   checkpoints: string[];
+  /** Every version trained, rejected ones included (for their health and their evaluation). */
+  versions: TrainedVersion[];
   alpha: AlphaWindowReport[];
   train: TrainPoint[];
   rounds: Array<{ round: number; generatedPairs: number; offlinePairs: number; seconds: Record<string, number> }>;
@@ -323,10 +343,25 @@ export async function runVariant(inputs: RunVariantInputs): Promise<VariantRun> 
     .filter((e) => e.stage === 'train' && e.type === 'step')
     .map((e) => ({ round: Number(e.round), step: Number(e.step), loss: Number(e.loss), rewardAccuracy: Number(e.rewardAccuracy), margin: Number(e.margin) }))
     .sort((a, b) => a.round - b.round || a.step - b.step);
+  // the health topic, not the round summaries: a resumed round's summary carries no health record
+  const health = new Map((await readWholeTopic(bus, topicName(variant.name, 'health'), healthTopic)).map((h) => [h.version, h]));
+  const versions: TrainedVersion[] = result.rounds.map((r) => ({
+    round: r.round,
+    version: r.checkpoint.version,
+    parentVersion: r.versions.policy,
+    location: r.checkpoint.location,
+    sha256: r.checkpoint.sha256,
+    promoted: r.checkpoint.gate?.promoted ?? true,
+    reasons: r.checkpoint.gate?.reasons ?? [],
+    health: health.get(r.checkpoint.version) ?? null,
+  }));
+  const rejected = new Set(versions.filter((v) => !v.promoted).map((v) => v.version));
+  const locationOf = (version: number) => (version === 0 ? resolve(boot.policyDir) : versions.find((v) => v.version === version)!.location);
   return {
     variant,
     config,
-    checkpoints: result.checkpoints.filter((c) => c.version >= 1).map((c) => c.location),
+    checkpoints: versions.map((v) => locationOf(lastPromoted(v.round + 1, rejected))),
+    versions,
     alpha: result.rounds.flatMap((r) => alphaReports(r)),
     train,
     rounds: result.rounds.map((r) => ({ round: r.round, generatedPairs: r.generatedPairs, offlinePairs: r.offlinePairs, seconds: r.seconds })),
@@ -429,9 +464,11 @@ export function evaluateModels(
   evalTasks: ArenaTask[],
   settings: MainJobSettings,
   log: Logger,
-): Promise<{ rows: TableRow[]; referenceLength: number; compare: (a: TableRow, b: TableRow) => LcComparison }> {
+  options: Pick<EvalSet<ArenaTask>, 'cacheDir'> = {},
+): ReturnType<typeof evaluateModelsOn<ArenaTask>> {
   const seed = settings.bootstrap.seed;
-  return evaluateModelsOn(models, { tasks: evalTasks, references: evalTasks.map((t) => referenceResponse(t, deriveSeed(seed, 'reference'))), quality, chat: false }, settings, log);
+  const references = evalTasks.map((t) => referenceResponse(t, deriveSeed(seed, 'reference')));
+  return evaluateModelsOn(models, { tasks: evalTasks, references, quality, chat: false, cacheDir: options.cacheDir }, settings, log);
 }
 
 /** A testbed's evaluation set: tasks, one reference answer each, the quality truth, chat rendering. */

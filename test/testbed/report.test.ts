@@ -19,7 +19,7 @@ function diceRun(before: number, after: number): VariantRun {
     round: 1, windowId: 0, alpha: 0.01, groups: 100, before: stats(before, 10, 100), after: stats(after, 10, 100),
     histogram: { edges: [0, 1], before: [1], after: [1] }, landscape: null,
   };
-  return { variant: DICE_VARIANT, config: variantConfig(DEFAULT_MAIN_JOB, DICE_VARIANT), checkpoints: [], alpha: [w], train: [], rounds: [], seconds: 0 };
+  return { variant: DICE_VARIANT, config: variantConfig(DEFAULT_MAIN_JOB, DICE_VARIANT), checkpoints: [], versions: [], alpha: [w], train: [], rounds: [], seconds: 0 };
 }
 
 test('table: fixed-width rows in the given order, numbers at fixed precision', () => {

@@ -13,9 +13,16 @@ export function register(program: Command): void {
     .option('--preset <name>', 'arena size: default | tiny', 'default')
     .option('--seed <n>', 'seed of everything')
     .option('--threads <n>', 'onnxruntime threads per engine')
-    .action(async (opts: { quick?: boolean; out: string; cache: string; work: string; preset: string; seed?: string; threads?: string }) => {
+    .option('--iterations <n>', 'instead: the health-gating experiment, N DICE rounds per run — ungated, gated, and both with a learning rate --degrade-lr times too high — per seed; resumable (report <out>/gating/gating.md)')
+    .option('--seeds <list>', 'with --iterations: the seeds, e.g. 1,2,3 (default: --seed or the preset\'s)')
+    .option('--degrade-lr <factor>', 'with --iterations: the degrading recipe\'s train.lr multiplier', '10')
+    .action(async (opts: ExperimentFlags) => {
       const { mkdirSync, writeFileSync } = await import('node:fs');
       const { join, resolve } = await import('node:path');
+      if (opts.iterations !== undefined) {
+        await runGating(opts);
+        return;
+      }
       const { formatAblationTable, runExperiment, sweepFigure } = await import('../../testbed/experiment.ts');
       const { createLogger } = await import('../../util/log.ts');
       const settings = await loadArenaPreset(opts.preset);
@@ -43,4 +50,49 @@ export function register(program: Command): void {
       console.log(`Fig. 3 (arena): γ sweep with α*\n\n${sweep}\n`);
       console.log(`report: ${join(out, 'experiment.md')}\nwall ${result.seconds.toFixed(0)} s, CPU ${result.cpuSeconds.toFixed(0)} s`);
     });
+}
+
+interface ExperimentFlags {
+  quick?: boolean;
+  out: string;
+  cache: string;
+  work: string;
+  preset: string;
+  seed?: string;
+  threads?: string;
+  iterations?: string;
+  seeds?: string;
+  degradeLr: string;
+}
+
+/** `dice experiment --iterations N`: src/testbed/gating.ts, then its report on stdout and in <out>/gating. */
+async function runGating(opts: ExperimentFlags): Promise<void> {
+  const { mkdirSync, writeFileSync } = await import('node:fs');
+  const { join, resolve } = await import('node:path');
+  const { formatGatingReport, runGatingExperiment } = await import('../../testbed/gating.ts');
+  const { createLogger } = await import('../../util/log.ts');
+  const { parseSeedList } = await import('./start.ts');
+  const settings = await loadArenaPreset(opts.preset);
+  const seed = parseIntFlag(opts.seed, '--seed');
+  if (seed !== undefined && opts.seeds !== undefined) throw new Error('--seed and --seeds: give one or the other');
+  const degradeLr = Number(opts.degradeLr);
+  const out = resolve(opts.out, 'gating');
+  const started = performance.now();
+  const results = await runGatingExperiment({
+    settings,
+    iterations: parseIntFlag(opts.iterations, '--iterations') as number,
+    seeds: opts.seeds !== undefined ? parseSeedList(opts.seeds) : [seed ?? settings.bootstrap.seed],
+    degradeLr,
+    cacheRoot: opts.cache,
+    workDir: join(opts.work, 'gating'),
+    outDir: out,
+    log: createLogger({ cmd: 'experiment' }),
+    threads: parseIntFlag(opts.threads, '--threads'),
+  });
+  const { loadavg } = await import('node:os');
+  const report = `# Reward health and checkpoint gating in the arena\n\n${formatGatingReport(results)}\n\nThis invocation: wall ${((performance.now() - started) / 1000).toFixed(0)} s, load average ${loadavg().map((x) => x.toFixed(2)).join(' ')} at the end.\n`;
+  mkdirSync(out, { recursive: true });
+  writeFileSync(join(out, 'gating.md'), report);
+  writeFileSync(join(out, 'gating.json'), `${JSON.stringify(results, null, 2)}\n`);
+  console.log(`\n${report}\nreport: ${join(out, 'gating.md')}`);
 }
