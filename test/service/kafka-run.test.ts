@@ -6,7 +6,7 @@ import { topicName } from '../../topics/registry.ts';
 import { samplesTopic } from '../../topics/samples.ts';
 import { readWholeTopic } from '../../src/service/stage-runner.ts';
 import { kafkaTestUrl, stopIfStarted } from '../topics/kafka-broker.ts';
-import { CliProcess, makeRunFixture, readCheckpoints, readLineage, runCli } from './run-helpers.ts';
+import { assertRejectedV1NeverUsed, CliProcess, makeRunFixture, RANKING_GATE_ARGS, readCheckpoints, readLineage, runCli } from './run-helpers.ts';
 
 const url = kafkaTestUrl();
 after(() => stopIfStarted());
@@ -36,6 +36,19 @@ test('dice run over the real Kafka broker: 2 rounds, lineage verified from the t
   } finally {
     await eb.close();
     await kb.close();
+  }
+});
+
+test('dice run with a health gate over the real Kafka broker: the rejected v1 never reaches a sampler or a scorer', async () => {
+  const { dir, args } = makeRunFixture();
+  const namespace = `gated${Date.now()}`;
+  const r = await runCli([...args, ...RANKING_GATE_ARGS, '--out', join(dir, 'out'), '--bus', url, '--namespace', namespace, '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const bus = await openBus(url);
+  try {
+    await assertRejectedV1NeverUsed(bus, namespace, r.stdout);
+  } finally {
+    await bus.close();
   }
 });
 

@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -6,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { writeInitModel } from '../../src/model/init.ts';
 import type { Bus } from '../../topics/bus.ts';
 import { checkpointsTopic, type Checkpoint } from '../../topics/checkpoints.ts';
+import { healthTopic, type HealthRecord } from '../../topics/health.ts';
 import { topicName } from '../../topics/registry.ts';
 import { scoredTopic } from '../../topics/scored.ts';
 import { samplesTopic } from '../../topics/samples.ts';
@@ -99,4 +101,47 @@ export class CliProcess {
     if (this.child.exitCode === null) this.child.kill(signal);
     return this.exited;
   }
+}
+
+/**
+ * A health gate this fixture's v1 fails (with makeRunFixture's seed 7, v1 reverses the probe rankings:
+ * τ < 0), and that halves the learning rate after a rejection.
+ */
+export const RANKING_GATE_ARGS = [
+  '--set', 'health.heldOutPairs=6', '--set', 'health.probePrompts=2', '--set', 'health.probeSamples=2',
+  '--set', 'gate.mode=thresholds', '--set', 'gate.minRankingTau=0', '--set', 'gate.onReject.lrScale=0.25',
+];
+
+/**
+ * What a rejected v1 must leave on the topics of a 2-round run: v1 published again as rejected with
+ * the health record's reasons; round 2 trained from v0 (its reference too) on fresh prompts; no sampler
+ * and no scorer ever used v1; and the run's result (`dice run --json`) lists v1 as rejected, apart
+ * from the usable versions. Returns v1's health record.
+ */
+export async function assertRejectedV1NeverUsed(bus: Bus, namespace: string | undefined, runJson: string): Promise<HealthRecord> {
+  const health = await readWholeTopic(bus, topicName(namespace, 'health'), healthTopic);
+  const v1 = health.find((h) => h.version === 1)!;
+  assert.equal(v1.promoted, false, JSON.stringify(v1));
+  assert.match(v1.reasons.join('\n'), /ranking consistency \(Kendall τ\) -?[0-9.]+ < 0/);
+
+  const result = JSON.parse(runJson) as { checkpoints: Checkpoint[]; rejected: Checkpoint[] };
+  const promoted = health.filter((h) => h.promoted).map((h) => h.version);
+  assert.deepEqual(result.checkpoints.map((c) => c.version), [0, ...promoted]);
+  assert.deepEqual(result.rejected.map((c) => [c.version, c.gate]), health.filter((h) => !h.promoted).map((h) => [h.version, { promoted: false, reasons: h.reasons }]));
+  assert.ok(result.checkpoints.every((c) => c.version === 0 || c.gate?.promoted === true));
+
+  const checkpoints = await readCheckpoints(bus, namespace);
+  const v1Records = checkpoints.filter((c) => c.version === 1);
+  assert.equal(v1Records.length, 2, 'the train stage publishes v1, the health stage publishes it again with its decision');
+  assert.deepEqual(v1Records.at(-1)!.gate, { promoted: false, reasons: v1.reasons });
+  const v2 = checkpoints.filter((c) => c.version === 2).at(-1)!;
+  assert.deepEqual([v2.parentVersion, v2.referenceVersion], [0, 0]);
+  assert.equal(health.find((h) => h.version === 2)!.parentVersion, 0);
+
+  const { scored, samples } = await readLineage(bus, namespace);
+  assert.equal(samples.filter((g) => g.round === 2).length, 4);
+  for (const g of samples) assert.equal(g.policy, 0, `round ${g.round} sampled with v${g.policy}`);
+  for (const g of scored) assert.deepEqual([g.policy, g.reference], [0, -1]);
+  assert.equal(new Set(scored.map((g) => g.promptId)).size, 8, 'round 2 on fresh prompts');
+  return v1;
 }
