@@ -204,22 +204,12 @@ async function runGatingSeed(options: GatingOptions & { seed: number }): Promise
     return { lc: r.lcWinRate, lcStdErr: r.lcStdErr, quality: r.meanQuality, qualityStdErr: bootstrapMeanStdErr(q, promptOf, { seed: options.seed }), avgLength: r.avgLength };
   });
 
-  const armResults: GatingArmResult[] = runs.map((run, a) => {
-    const rejected = new Set(run.versions.filter((v) => !v.promoted).map((v) => v.version));
-    const inUse = [0, ...run.versions.map((v) => lastPromoted(v.round + 1, rejected))];
-    const iterations = inUse.map((version, t): GatingIteration => {
-      const k = modelOf(run, version);
-      let belowBest: GatingIteration['belowBest'] = null;
-      if (t > 0) {
-        let best = 0;
-        for (let u = 1; u < t; u++) if (rows[modelOf(run, inUse[u])].lcWinRate > rows[modelOf(run, inUse[best])].lcWinRate) best = u;
-        const c = compare(rows[k], rows[modelOf(run, inUse[best])]);
-        belowBest = { bestIteration: best, diff: c.diff, stdErr: c.stdErr };
-      }
-      return { iteration: t, inUse: version, trained: t === 0 ? null : run.versions[t - 1], ...measured[k], belowBest };
-    });
-    return { arm: arms[a], lr: run.config.train.lr, iterations, seconds: run.seconds };
-  });
+  const armResults: GatingArmResult[] = runs.map((run, a) => ({
+    arm: arms[a],
+    lr: run.config.train.lr,
+    iterations: armIterations(run.versions, (v) => measured[modelOf(run, v)], (x, y) => compare(rows[modelOf(run, x)], rows[modelOf(run, y)])),
+    seconds: run.seconds,
+  }));
 
   const points: ProxyPoint[] = [];
   const seen = new Set<string>();
@@ -243,6 +233,35 @@ async function runGatingSeed(options: GatingOptions & { seed: number }): Promise
   });
   const cpu = process.cpuUsage(cpu0);
   return { seed: options.seed, iterations: options.iterations, degradeLr: options.degradeLr, arms: armResults, points, seconds: (performance.now() - started) / 1000, cpuSeconds: (cpu.user + cpu.system) / 1e6 };
+}
+
+/**
+ * Iterations 0 (π_θ(0)) … N of one run: the version in use after each round (the last promoted one),
+ * its evaluation, and its LC against the best earlier iteration's (`compareLc(a, b)`: LC(a) − LC(b) of
+ * two versions with the paired bootstrap s.e.).
+ */
+export function armIterations(
+  versions: readonly TrainedVersion[],
+  evaluated: (version: number) => EvaluatedModel,
+  compareLc: (a: number, b: number) => { diff: number; stdErr: number },
+): GatingIteration[] {
+  const rejected = new Set(versions.filter((v) => !v.promoted).map((v) => v.version));
+  const inUse = [0, ...versions.map((v) => lastPromoted(v.round + 1, rejected))];
+  return inUse.map((version, t): GatingIteration => {
+    let belowBest: GatingIteration['belowBest'] = null;
+    if (t > 0) {
+      let best = 0;
+      for (let u = 1; u < t; u++) if (evaluated(inUse[u]).lc > evaluated(inUse[best]).lc) best = u;
+      const c = compareLc(version, inUse[best]);
+      belowBest = { bestIteration: best, diff: c.diff, stdErr: c.stdErr };
+    }
+    return { iteration: t, inUse: version, trained: t === 0 ? null : versions[t - 1], ...evaluated(version), belowBest };
+  });
+}
+
+/** An iteration that ended below the best earlier one by more than one s.e. (what the gate should prevent). */
+export function isDrop(it: GatingIteration): boolean {
+  return it.belowBest !== null && it.belowBest.diff < -it.belowBest.stdErr;
 }
 
 export function pearson(x: readonly number[], y: readonly number[]): number {
@@ -321,7 +340,7 @@ export function formatSeedTable(r: GatingSeedResult): string {
         h ? f(h.rankingTau, 2) : '—',
         h && h.lengthChange !== null ? signed(h.lengthChange, 2) : '—',
         h ? f(h.kl, 2) : '—',
-        it.belowBest ? `${signed(it.belowBest.diff)} (${f(it.belowBest.stdErr)})${it.belowBest.diff < -it.belowBest.stdErr ? ' **drop**' : ''}` : '—',
+        it.belowBest ? `${signed(it.belowBest.diff)} (${f(it.belowBest.stdErr)})${isDrop(it) ? ' **drop**' : ''}` : '—',
       ];
     }),
   );
@@ -353,7 +372,7 @@ export function formatSeedsSummary(results: readonly GatingSeedResult[]): string
       return `${f(m.mean)} ± ${f(m.stdErr)}`;
     });
     const rejected = results.reduce((s, r) => s + of(r).iterations.filter((it) => it.trained && !it.trained.promoted).length, 0);
-    const drops = results.reduce((s, r) => s + of(r).iterations.filter((it) => it.belowBest && it.belowBest.diff < -it.belowBest.stdErr).length, 0);
+    const drops = results.reduce((s, r) => s + of(r).iterations.filter(isDrop).length, 0);
     return [arm.label, ...cells, `${rejected}/${its * results.length}`, `${drops}/${its * results.length}`];
   });
   return markdownTable(header, body);
