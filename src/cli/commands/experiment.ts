@@ -9,7 +9,7 @@ export function register(program: Command): void {
     .option('--quick', 'Table 4 at γ = 0.5 only and the sweep at γ ∈ {0, 0.5, 1}')
     .option('--out <dir>', 'report folder (experiment.md, experiment.json, gamma-sweep.svg)', '.dice/experiment')
     .option('--cache <dir>', 'bootstrap cache root (shared with dice start)', '.dice/testbed')
-    .option('--work <dir>', 'run folder: embedded bus and checkpoints (emptied at the start)', '.dice/experiment-runs')
+    .option('--work <dir>', 'run folder: embedded bus and checkpoints (emptied at the start; with --iterations kept in <work>/gating, so a rerun resumes)', '.dice/experiment-runs')
     .option('--preset <name>', 'arena size: default | tiny', 'default')
     .option('--seed <n>', 'seed of everything')
     .option('--threads <n>', 'onnxruntime threads per engine')
