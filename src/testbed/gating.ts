@@ -11,6 +11,7 @@
  * health metric's change can be set against the LC change it should predict; iteration t of a run is the
  * model in use after round t (VariantRun.checkpoints).
  */
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { openBus } from '../../topics/open-bus.ts';
@@ -48,6 +49,29 @@ export interface GatingArm extends Variant {
   degrading: boolean;
 }
 
+/**
+ * `--gate minRoundAccuracy=0.5,maxKl=1,onReject.lrScale=0.5` → the run-config keys of a thresholds gate
+ * (gate.mode thresholds; the schema checks the names).
+ */
+export function parseGateSpec(spec: string): Record<string, unknown> {
+  const out: Record<string, unknown> = { 'gate.mode': 'thresholds' };
+  for (const part of spec.split(',').map((p) => p.trim()).filter((p) => p !== '')) {
+    const [key, value, ...rest] = part.split('=');
+    const n = Number(value);
+    if (rest.length > 0 || !key || value === undefined || value.trim() === '' || !Number.isFinite(n)) {
+      throw new Error(`--gate: expected key=number pairs separated by commas (e.g. minRoundAccuracy=0.5,maxKl=1), got ${JSON.stringify(part)}`);
+    }
+    out[`gate.${key.trim()}`] = n;
+  }
+  return out;
+}
+
+/** A short name for a gate, so runs behind different gates keep apart on one bus (and a rerun resumes the right one). */
+export function gateTag(gate: Record<string, unknown>): string {
+  const sorted = Object.fromEntries(Object.entries(gate).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+  return createHash('sha256').update(JSON.stringify(sorted)).digest('hex').slice(0, 8);
+}
+
 /** The four runs of a seed; the degrading ones at `degradeLr` × the recipe's learning rate. */
 export function gatingArms(settings: MainJobSettings, degradeLr: number, gate: Record<string, unknown> = GATING_GATE): GatingArm[] {
   if (!(degradeLr > 1)) throw new Error(`--degrade-lr must be > 1 (the factor that makes the learning rate too high), got ${degradeLr}`);
@@ -56,9 +80,9 @@ export function gatingArms(settings: MainJobSettings, degradeLr: number, gate: R
   const health = gatingHealth(settings);
   return [
     { name: 'ungated', label: 'ungated', overrides: { ...health }, gated: false, degrading: false },
-    { name: 'gated', label: 'gated', overrides: { ...health, ...gate }, gated: true, degrading: false },
+    { name: `gated-${gateTag(gate)}`, label: 'gated', overrides: { ...health, ...gate }, gated: true, degrading: false },
     { name: 'degrading', label: `lr×${degradeLr} ungated`, overrides: { ...health, ...high }, gated: false, degrading: true },
-    { name: 'degrading-gated', label: `lr×${degradeLr} gated`, overrides: { ...health, ...high, ...gate }, gated: true, degrading: true },
+    { name: `degrading-gated-${gateTag(gate)}`, label: `lr×${degradeLr} gated`, overrides: { ...health, ...high, ...gate }, gated: true, degrading: true },
   ];
 }
 
@@ -119,6 +143,8 @@ export interface GatingSeedResult {
   seed: number;
   iterations: number;
   degradeLr: number;
+  /** The gate's run-config keys. */
+  gate: Record<string, unknown>;
   arms: GatingArmResult[];
   points: ProxyPoint[];
   seconds: number;
@@ -130,6 +156,8 @@ export interface GatingOptions {
   iterations: number;
   seeds: number[];
   degradeLr: number;
+  /** The gated runs' gate (default GATING_GATE). */
+  gate?: Record<string, unknown>;
   cacheRoot: string;
   /** Run folders (one bus per seed); kept, so a rerun of the same command resumes. */
   workDir: string;
@@ -144,10 +172,10 @@ export async function runGatingExperiment(options: GatingOptions): Promise<Gatin
   mkdirSync(resolve(options.outDir), { recursive: true });
   const results: GatingSeedResult[] = [];
   for (const seed of options.seeds) {
-    const file = join(resolve(options.outDir), `seed-${seed}.json`);
+    const file = join(resolve(options.outDir), `seed-${seed}-gate-${gateTag(options.gate ?? GATING_GATE)}.json`);
     if (existsSync(file)) {
       const done = JSON.parse(readFileSync(file, 'utf8')) as GatingSeedResult;
-      if (done.iterations === options.iterations && done.degradeLr === options.degradeLr) {
+      if (done.iterations === options.iterations && done.degradeLr === options.degradeLr && gateTag(done.gate ?? {}) === gateTag(options.gate ?? GATING_GATE)) {
         options.log.info('seed already done', { seed, file });
         results.push(done);
         continue;
@@ -170,7 +198,8 @@ async function runGatingSeed(options: GatingOptions & { seed: number }): Promise
   const boot = await bootstrap(settings.bootstrap, { cacheRoot: options.cacheRoot, log });
   const workDir = join(resolve(options.workDir), `seed-${options.seed}`);
   mkdirSync(workDir, { recursive: true });
-  const arms = gatingArms(settings, options.degradeLr);
+  const gate = options.gate ?? GATING_GATE;
+  const arms = gatingArms(settings, options.degradeLr, gate);
   const bus = await openBus(`embedded:${join(workDir, 'bus.db')}`);
   const runs: VariantRun[] = [];
   try {
@@ -232,7 +261,7 @@ async function runGatingSeed(options: GatingOptions & { seed: number }): Promise
     }
   });
   const cpu = process.cpuUsage(cpu0);
-  return { seed: options.seed, iterations: options.iterations, degradeLr: options.degradeLr, arms: armResults, points, seconds: (performance.now() - started) / 1000, cpuSeconds: (cpu.user + cpu.system) / 1e6 };
+  return { seed: options.seed, iterations: options.iterations, degradeLr: options.degradeLr, gate, arms: armResults, points, seconds: (performance.now() - started) / 1000, cpuSeconds: (cpu.user + cpu.system) / 1e6 };
 }
 
 /**
@@ -392,7 +421,9 @@ export function formatCorrelations(results: readonly GatingSeedResult[]): string
 
 /** The whole report (Markdown): the seeds' summary, gates fired, proxy–truth correlations, each seed's table. */
 export function formatGatingReport(results: readonly GatingSeedResult[]): string {
+  const gate = Object.entries(results[0].gate).map(([k, v]) => `${k}=${v}`).join(', ');
   return [
+    `Gate of the gated runs: ${gate}. Degrading recipe: train.lr × ${results[0].degradeLr}. ${results[0].iterations} rounds per run.`,
     `## Over seeds ${results.map((r) => r.seed).join(', ')} (LC %, mean ± s.e. over seeds)`,
     formatSeedsSummary(results),
     '## Gates fired',

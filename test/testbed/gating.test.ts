@@ -5,8 +5,10 @@ import {
   armIterations,
   formatGatesFired,
   formatSeedsSummary,
+  gateTag,
   gatingArms,
   isDrop,
+  parseGateSpec,
   pearson,
   proxyCorrelations,
   proxyMetrics,
@@ -76,13 +78,25 @@ test('gating arms: valid run configs with the health stage; the gate only on the
   assert.throws(() => gatingArms(DEFAULT_MAIN_JOB, 1), /--degrade-lr must be > 1/);
 });
 
+test('--gate: key=number pairs become a thresholds gate the schema accepts; each gate its own namespaces', () => {
+  const gate = parseGateSpec('minRoundAccuracy=0.5, maxKl=1,onReject.lrScale=0.5');
+  assert.deepEqual(gate, { 'gate.mode': 'thresholds', 'gate.minRoundAccuracy': 0.5, 'gate.maxKl': 1, 'gate.onReject.lrScale': 0.5 });
+  const [, gated] = gatingArms(DEFAULT_MAIN_JOB, 10, gate);
+  const config = variantConfig(DEFAULT_MAIN_JOB, gated);
+  assert.deepEqual([config.gate.mode, config.gate.maxKl, config.gate.onReject.lrScale], ['thresholds', 1, 0.5]);
+  assert.notEqual(gated.name, gatingArms(DEFAULT_MAIN_JOB, 10)[1].name);
+  assert.equal(gateTag({ b: 1, a: 2 }), gateTag({ a: 2, b: 1 }), 'key order does not matter');
+  assert.throws(() => parseGateSpec('maxKl=big'), /--gate: expected key=number pairs.*"maxKl=big"/);
+  assert.throws(() => variantConfig(DEFAULT_MAIN_JOB, gatingArms(DEFAULT_MAIN_JOB, 10, parseGateSpec('maxKL=1'))[1]), /maxKL/);
+});
+
 test('gating summary: LC per iteration over seeds, rejections and drops counted, every gate that fired listed with its reasons', () => {
   const seedResult = (seed: number, lcs: number[], rejectV2: boolean): GatingSeedResult => {
     const versions = [version(1, 0, true), version(2, 1, !rejectV2, rejectV2 ? ['drop of the cumulative held-out accuracy 0.05 > 0.02'] : [])];
     const lc = (v: number) => lcs[v];
     const iterations = armIterations(versions, (v) => model(lc(v)), (a, b) => ({ diff: lc(a) - lc(b), stdErr: 1 }));
     const arm = { name: 'gated', label: 'gated', overrides: {}, gated: true, degrading: false };
-    return { seed, iterations: 2, degradeLr: 10, arms: [{ arm, lr: 5e-5, iterations, seconds: 1 }], points: [], seconds: 1, cpuSeconds: 1 };
+    return { seed, iterations: 2, degradeLr: 10, gate: {}, arms: [{ arm, lr: 5e-5, iterations, seconds: 1 }], points: [], seconds: 1, cpuSeconds: 1 };
   };
   const results = [seedResult(1, [30, 34, 31], false), seedResult(2, [32, 36, 20], true)];
   const summary = formatSeedsSummary(results);

@@ -13,9 +13,10 @@ export function register(program: Command): void {
     .option('--preset <name>', 'arena size: default | tiny', 'default')
     .option('--seed <n>', 'seed of everything')
     .option('--threads <n>', 'onnxruntime threads per engine')
-    .option('--iterations <n>', 'instead: the health-gating experiment, N DICE rounds per run — ungated, gated, and both with a learning rate --degrade-lr times too high — per seed; resumable (report <out>/gating/gating.md)')
+    .option('--iterations <n>', 'instead: the health-gating experiment, N DICE rounds per run — ungated, gated, and both with a learning rate --degrade-lr times too high — per seed; resumable (report <out>/gating/gating-<gate>.md)')
     .option('--seeds <list>', 'with --iterations: the seeds, e.g. 1,2,3 (default: --seed or the preset\'s)')
     .option('--degrade-lr <factor>', 'with --iterations: the degrading recipe\'s train.lr multiplier', '10')
+    .option('--gate <spec>', 'with --iterations: the gated runs\' thresholds, e.g. minRoundAccuracy=0.5,maxCumulativeAccuracyDrop=0.02,minRankingTau=0,maxKl=1,onReject.lrScale=0.5 (default: src/testbed/gating.ts GATING_GATE)')
     .action(async (opts: ExperimentFlags) => {
       const { mkdirSync, writeFileSync } = await import('node:fs');
       const { join, resolve } = await import('node:path');
@@ -63,13 +64,14 @@ interface ExperimentFlags {
   iterations?: string;
   seeds?: string;
   degradeLr: string;
+  gate?: string;
 }
 
 /** `dice experiment --iterations N`: src/testbed/gating.ts, then its report on stdout and in <out>/gating. */
 async function runGating(opts: ExperimentFlags): Promise<void> {
   const { mkdirSync, writeFileSync } = await import('node:fs');
   const { join, resolve } = await import('node:path');
-  const { formatGatingReport, runGatingExperiment } = await import('../../testbed/gating.ts');
+  const { formatGatingReport, gateTag, parseGateSpec, runGatingExperiment } = await import('../../testbed/gating.ts');
   const { createLogger } = await import('../../util/log.ts');
   const { parseSeedList } = await import('./start.ts');
   const settings = await loadArenaPreset(opts.preset);
@@ -83,6 +85,7 @@ async function runGating(opts: ExperimentFlags): Promise<void> {
     iterations: parseIntFlag(opts.iterations, '--iterations') as number,
     seeds: opts.seeds !== undefined ? parseSeedList(opts.seeds) : [seed ?? settings.bootstrap.seed],
     degradeLr,
+    gate: opts.gate === undefined ? undefined : parseGateSpec(opts.gate),
     cacheRoot: opts.cache,
     workDir: join(opts.work, 'gating'),
     outDir: out,
@@ -92,7 +95,8 @@ async function runGating(opts: ExperimentFlags): Promise<void> {
   const { loadavg } = await import('node:os');
   const report = `# Reward health and checkpoint gating in the arena\n\n${formatGatingReport(results)}\n\nThis invocation: wall ${((performance.now() - started) / 1000).toFixed(0)} s, load average ${loadavg().map((x) => x.toFixed(2)).join(' ')} at the end.\n`;
   mkdirSync(out, { recursive: true });
-  writeFileSync(join(out, 'gating.md'), report);
-  writeFileSync(join(out, 'gating.json'), `${JSON.stringify(results, null, 2)}\n`);
-  console.log(`\n${report}\nreport: ${join(out, 'gating.md')}`);
+  const name = `gating-${gateTag(results[0].gate)}`;
+  writeFileSync(join(out, `${name}.md`), report);
+  writeFileSync(join(out, `${name}.json`), `${JSON.stringify(results, null, 2)}\n`);
+  console.log(`\n${report}\nreport: ${join(out, `${name}.md`)}`);
 }
