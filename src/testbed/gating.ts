@@ -330,17 +330,22 @@ export function ranks(values: readonly number[]): number[] {
 export interface ProxyCorrelation {
   proxy: ProxyName;
   n: number;
+  /** With the LC change. */
   pearson: number;
   spearman: number;
+  /** With the change of the ground-truth quality Q (the arena's truth without the judge's length bias). */
+  qualityPearson: number;
+  qualitySpearman: number;
 }
 
-/** How well each health metric's change tracked the LC change, over every version of every seed. */
+/** How well each health metric's change tracked the LC (and Q) change, over every version of every seed. */
 export function proxyCorrelations(points: readonly ProxyPoint[]): ProxyCorrelation[] {
   return PROXIES.map((proxy) => {
     const kept = points.filter((p) => p.metrics[proxy] !== null && Number.isFinite(p.metrics[proxy]));
     const x = kept.map((p) => p.metrics[proxy] as number);
     const y = kept.map((p) => p.lcChange);
-    return { proxy, n: kept.length, pearson: pearson(x, y), spearman: pearson(ranks(x), ranks(y)) };
+    const q = kept.map((p) => p.qualityChange);
+    return { proxy, n: kept.length, pearson: pearson(x, y), spearman: pearson(ranks(x), ranks(y)), qualityPearson: pearson(x, q), qualitySpearman: pearson(ranks(x), ranks(q)) };
   });
 }
 
@@ -413,13 +418,15 @@ export function formatSeedsSummary(results: readonly GatingSeedResult[]): string
 
 export function formatCorrelations(results: readonly GatingSeedResult[]): string {
   const points = results.flatMap((r) => r.points);
-  const body = proxyCorrelations(points).map((c) => [c.proxy, String(c.n), f(c.pearson, 2), f(c.spearman, 2)]);
+  const body = proxyCorrelations(points).map((c) => [c.proxy, String(c.n), f(c.pearson, 2), f(c.spearman, 2), f(c.qualityPearson, 2), f(c.qualitySpearman, 2)]);
   const mean = (xs: number[]) => (xs.length === 0 ? NaN : xs.reduce((s, v) => s + v, 0) / xs.length);
   const rejected = points.filter((p) => !p.promoted).map((p) => p.lcChange);
   const promoted = points.filter((p) => p.promoted).map((p) => p.lcChange);
   return (
-    `${markdownTable(['health metric (v_t vs its parent)', 'versions', 'Pearson r with ΔLC', 'Spearman ρ with ΔLC'], body)}\n\n` +
-    `ΔLC of a version against its parent: ${f(mean(promoted))} on average for the ${promoted.length} promoted, ${f(mean(rejected))} for the ${rejected.length} rejected.`
+    `${markdownTable(['health metric (v_t vs its parent)', 'versions', 'Pearson r with ΔLC', 'Spearman ρ with ΔLC', 'r with ΔQ', 'ρ with ΔQ'], body)}\n\n` +
+    `ΔLC of a version against its parent: ${f(mean(promoted))} on average for the ${promoted.length} promoted, ${f(mean(rejected))} for the ${rejected.length} rejected ` +
+    `(ΔQ ${f(mean(points.filter((p) => p.promoted).map((p) => p.qualityChange)), 3)} and ${f(mean(points.filter((p) => !p.promoted).map((p) => p.qualityChange)), 3)}). ` +
+    'Each distinct version once (the gated run repeats the ungated one until its first rejection).'
   );
 }
 

@@ -53,7 +53,7 @@ test('proxy correlations: Pearson and Spearman (ties averaged) over the versions
     roundAccuracy, roundMargin: 0, cumulativeAccuracy: 0.7, cumulativeMargin: 0, previousCumulativeAccuracy: 0.6,
     probeGroups: 4, rankingTau: 0.5, previousProbeLength: 20, probeLength: 22, lengthChange: 0.1, kl, klStandardError: null,
   });
-  const point = (lcChange: number, h: HealthRecord): ProxyPoint => ({ seed: 1, arm: 'ungated', version: 1, parentVersion: 0, promoted: true, lcChange, qualityChange: 0, metrics: proxyMetrics(h) });
+  const point = (lcChange: number, h: HealthRecord): ProxyPoint => ({ seed: 1, arm: 'ungated', version: 1, parentVersion: 0, promoted: true, lcChange, qualityChange: -lcChange / 100, metrics: proxyMetrics(h) });
   // accuracy rises with LC (monotone, not linear), KL falls with it; one KL undefined
   const points = [point(-3, health(0.4, 9)), point(0, health(0.5, 4)), point(1, health(0.55, 2)), point(5, health(0.9, null))];
   const byName = new Map(proxyCorrelations(points).map((c) => [c.proxy, c]));
@@ -62,6 +62,7 @@ test('proxy correlations: Pearson and Spearman (ties averaged) over the versions
   assert.ok(byName.get('round held-out accuracy')!.pearson > 0.9 && byName.get('round held-out accuracy')!.pearson < 1);
   assert.equal(byName.get('KL(π_t ‖ π_t−1)')!.n, 3);
   assert.equal(byName.get('KL(π_t ‖ π_t−1)')!.spearman, -1);
+  assert.equal(byName.get('KL(π_t ‖ π_t−1)')!.qualitySpearman, 1, 'here Q moves against LC');
   assert.equal(byName.get('cumulative held-out accuracy change')!.n, 4);
   assert.ok(Math.abs(proxyMetrics(health(0.5, 1))['cumulative held-out accuracy change']! - 0.1) < 1e-12);
   assert.ok(Number.isNaN(byName.get('ranking τ')!.pearson), 'the same τ everywhere: undefined, not 0');
