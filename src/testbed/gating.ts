@@ -385,6 +385,26 @@ export function formatSeedTable(r: GatingSeedResult): string {
   return markdownTable(header, body);
 }
 
+/**
+ * One line per seed and run: LC ± its bootstrap s.e. and Q of each iteration; "(vK)" where the model in
+ * use is not v_t (v_t rejected), "↓" where the iteration ended below the best earlier one by more than one s.e.
+ */
+export function formatIterationsTable(results: readonly GatingSeedResult[]): string {
+  const its = results[0].iterations;
+  const header = ['seed', 'run', ...Array.from({ length: its + 1 }, (_, t) => `it${t}: LC ± s.e. (Q)`)];
+  const body = results.flatMap((r) =>
+    r.arms.map((a) => [
+      String(r.seed),
+      a.arm.label,
+      ...a.iterations.map((it) => {
+        const kept = it.iteration > 0 && it.inUse !== it.iteration ? ` (v${it.inUse})` : '';
+        return `${f(it.lc)} ± ${f(it.lcStdErr)} (${f(it.quality, 2)})${kept}${isDrop(it) ? ' ↓' : ''}`;
+      }),
+    ]),
+  );
+  return markdownTable(header, body);
+}
+
 /** Each rejection: seed, run, version, the gate's reasons. */
 export function formatGatesFired(results: readonly GatingSeedResult[]): string {
   const lines = results.flatMap((r) =>
@@ -437,6 +457,8 @@ export function formatGatingReport(results: readonly GatingSeedResult[]): string
     `Gate of the gated runs: ${gate}. Degrading recipe: train.lr × ${results[0].degradeLr}. ${results[0].iterations} rounds per run.`,
     `## Over seeds ${results.map((r) => r.seed).join(', ')} (LC %, mean ± s.e. over seeds)`,
     formatSeedsSummary(results),
+    '## Per iteration',
+    formatIterationsTable(results),
     '## Gates fired',
     formatGatesFired(results),
     '## Proxy against truth',

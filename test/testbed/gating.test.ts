@@ -4,6 +4,7 @@ import type { HealthRecord } from '../../topics/health.ts';
 import {
   armIterations,
   formatGatesFired,
+  formatIterationsTable,
   formatSeedsSummary,
   gateTag,
   gatingArms,
@@ -103,5 +104,8 @@ test('gating summary: LC per iteration over seeds, rejections and drops counted,
   const summary = formatSeedsSummary(results);
   // it2: seed 1 uses v2 (31), seed 2 keeps v1 (36): mean 33.5, s.e. 2.5
   assert.match(summary, /\| gated \| 31\.0 ± 1\.0 \| 35\.0 ± 1\.0 \| 33\.5 ± 2\.5 \| 1\/4 \| 1\/4 \|/);
+  const table = formatIterationsTable(results).split('\n');
+  assert.equal(table[2], '| 1 | gated | 30.0 ± 1.4 (0.30) | 34.0 ± 1.4 (0.34) | 31.0 ± 1.4 (0.31) ↓ |');
+  assert.equal(table[3], '| 2 | gated | 32.0 ± 1.4 (0.32) | 36.0 ± 1.4 (0.36) | 36.0 ± 1.4 (0.36) (v1) |');
   assert.equal(formatGatesFired(results), '- seed 2, gated, v2 (from v1): drop of the cumulative held-out accuracy 0.05 > 0.02');
 });
