@@ -210,14 +210,18 @@ const LEGACY_STAGE_DONE = 'stage-done';
  * training) and the runtime (onnxruntime version, intra-op threads: parallel reductions may reorder
  * sums), as a 'run/config' metrics event — once per start, so a resumed run records each start.
  */
-async function recordRunMetadata(inputs: RunInputs): Promise<void> {
+export async function recordRunMetadata(
+  inputs: Pick<RunInputs, 'metrics' | 'config' | 'policyDir' | 'refDir' | 'promptsFile' | 'offlineFile'>,
+  /** Where the prompts came from (dice serve: its prompts topic). */
+  promptsSource = resolve(inputs.promptsFile),
+): Promise<void> {
   const ort = await import('onnxruntime-node');
   inputs.metrics.stageEvent(
     stageEvent('run/config', {
       config: JSON.stringify(inputs.config),
       policyDir: resolve(inputs.policyDir),
       refDir: resolve(inputs.refDir),
-      promptsFile: resolve(inputs.promptsFile),
+      promptsFile: promptsSource,
       offlineFile: inputs.offlineFile ? resolve(inputs.offlineFile) : null,
       onnxruntime: ort.env.versions.common,
       threads: inputs.config.threads,

@@ -20,6 +20,7 @@ export const sampleStage: RecordStage<PromptRecord, SamplesGroup, Sampler, 'samp
   inFlightKey: (p) => p.promptId,
   answers: (g) => g.promptId,
   roundOf: (g) => g.round,
+  madeBy: (g) => g.policyVersion,
   doneMessage: 'sampled',
   // fixed chunks of sampling.promptsPerCall prompts of the round's prompt order (promptsPerCall × K rows)
   grouping: (ctx) => promptChunks(ctx.roundPromptOrder, ctx.config.sampling.promptsPerCall),
