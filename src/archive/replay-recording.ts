@@ -118,11 +118,15 @@ export async function loadRecordedRun(recording: RunRecording): Promise<Recorded
     samplerRejected: new Map(),
     rounds: 0,
   };
-  run.rounds = Math.max(
-    config.rounds,
-    ...[...run.samples, ...run.scored, ...run.pairs, ...run.batches].map((r) => r.value.round),
-    ...[...checkpoints.values()].map((c) => c.round),
-  );
+  // dice serve forms rounds as groups arrive and samples ahead of the trainer (bounded staleness): its
+  // rounds are the ones it trained; a dice run's are its config's and any it recorded work of
+  run.rounds = starts.some((s) => s.executor === 'serve')
+    ? Math.max(0, ...[...checkpoints.values()].map((c) => c.round))
+    : Math.max(
+        config.rounds,
+        ...[...run.samples, ...run.scored, ...run.pairs, ...run.batches].map((r) => r.value.round),
+        ...[...checkpoints.values()].map((c) => c.round),
+      );
   await markSamplerRejections(run, recording);
   return run;
 }

@@ -212,8 +212,8 @@ const LEGACY_STAGE_DONE = 'stage-done';
  */
 export async function recordRunMetadata(
   inputs: Pick<RunInputs, 'metrics' | 'config' | 'policyDir' | 'refDir' | 'promptsFile' | 'offlineFile'>,
-  /** Where the prompts came from (dice serve: its prompts topic). */
-  promptsSource = resolve(inputs.promptsFile),
+  /** dice serve: its prompts come from this topic (not a file). */
+  served?: { promptsTopic: string },
 ): Promise<void> {
   const ort = await import('onnxruntime-node');
   inputs.metrics.stageEvent(
@@ -221,11 +221,12 @@ export async function recordRunMetadata(
       config: JSON.stringify(inputs.config),
       policyDir: resolve(inputs.policyDir),
       refDir: resolve(inputs.refDir),
-      promptsFile: promptsSource,
+      promptsFile: served ? `topic ${served.promptsTopic}` : resolve(inputs.promptsFile),
       offlineFile: inputs.offlineFile ? resolve(inputs.offlineFile) : null,
       onnxruntime: ort.env.versions.common,
       threads: inputs.config.threads,
       node: process.version,
+      executor: served ? 'serve' : 'run',
     }),
     null,
   );

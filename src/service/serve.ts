@@ -91,7 +91,7 @@ export async function serveDice(inputs: ServeInputs): Promise<void> {
     }
     // what a replay re-derives the served rounds with (as `dice run` records it; every process of a namespace records the same config)
     const lineageDirs = { policyDir: lineage.get(0).location, refDir: lineage.get(REF0_VERSION).location };
-    await recordRunMetadata({ metrics: inputs.metrics, config, ...lineageDirs, promptsFile: '', offlineFile: inputs.offlineFile }, `topic ${T('prompts')}`);
+    await recordRunMetadata({ metrics: inputs.metrics, config, ...lineageDirs, promptsFile: '', offlineFile: inputs.offlineFile }, { promptsTopic: T('prompts') });
     const roles = [...inputs.roles];
     log.info('serving', { roles, namespace: namespace ?? '', promptsPerRound: N, policy: versionLabel(lineage.current().version) });
     await Promise.all(

@@ -25,6 +25,8 @@ export interface PipelineEvents {
     onnxruntime: string;
     threads: number;
     node: string;
+    /** Which executor recorded it: `dice serve` records its own config since bounded staleness; absent: `dice run`. */
+    executor?: 'run' | 'serve';
   };
   'round/start': { policyVersion: number; referenceVersion: number; trainingReferenceVersion: number; prompts: number };
   'sample/group': {
