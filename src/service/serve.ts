@@ -466,6 +466,8 @@ function promptOf(g: ScoredGroup): PromptRecord {
 async function serveRound(ctx: RoleContext, round: number, consumed: Decoded<ScoredGroup>[], groupId: string, droppedStale: number): Promise<void> {
   const { bus, config, lineage, T, metrics } = ctx;
   const rlog = ctx.log.child({ round });
+  const offline = await readWholeTopic(bus, T('offline'), offlineTopic);
+  // logged as the round/start event is emitted (nothing awaited in between)
   rlog.info('round starts', { policy: versionLabel(lineage.current().version), groups: consumed.length });
   const checkpointDir = join(resolve(ctx.outDir), `v${round}`);
   const executor = new ServiceRoundExecutor(consumed.map((d) => d.value), T, (e) => metrics.stageEvent(e, round), rlog);
@@ -477,7 +479,7 @@ async function serveRound(ctx: RoleContext, round: number, consumed: Decoded<Sco
       dirOf: (v) => (v === round ? checkpointDir : lineage.get(v).location),
       runId: ctx.namespace ?? 'dice',
       roundPrompts: consumed.map((d) => promptOf(d.value)),
-      offline: await readWholeTopic(bus, T('offline'), offlineTopic),
+      offline,
       rejected: lineage.rejected(),
       train: { checkpointDir },
       emit: (e) => metrics.stageEvent(e, round),
