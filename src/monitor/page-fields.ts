@@ -17,6 +17,7 @@ export const PAGE_READS = {
   'health/version': ['version', 'parentVersion', 'promoted', 'roundAccuracy', 'cumulativeAccuracy', 'previousCumulativeAccuracy', 'rankingTau', 'probeLength', 'lengthChange', 'kl'],
   'health/gate-failed': ['version', 'parentVersion', 'reasons'],
   'serve/role-time': ['role', 'busySeconds', 'waitingSeconds', 'utilisation'],
+  'serve/engine-switch': ['role', 'fromVersion', 'toVersion', 'seconds'],
   'train/staleness': ['policyVersion', 'histogram', 'meanStaleness', 'maxStaleness', 'dropped'],
 } as const satisfies { [K in PipelineEventName]?: ReadonlyArray<keyof AllPipelineEvents[K] & string> };
 

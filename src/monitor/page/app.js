@@ -241,7 +241,7 @@ const state = { events: 0, round: undefined, policy: undefined, reference: undef
 function resetState() {
   for (const c of Object.values(charts)) c.reset();
   Object.assign(state, { events: 0, round: undefined, policy: undefined, reference: undefined });
-  for (const id of ['checkpoints', 'evaluations', 'event-log', 'health', 'role-time', 'staleness']) $(id).tBodies[0].replaceChildren();
+  for (const id of ['checkpoints', 'evaluations', 'event-log', 'health', 'role-time', 'staleness', 'engine-switches']) $(id).tBodies[0].replaceChildren();
   $('alerts').replaceChildren();
   checkpointRows.clear();
   gateDecisions.clear();
@@ -410,6 +410,18 @@ function apply(e) {
       fixed(busy, 2),
       fixed(field(e, 'serve/role-time', 'waitingSeconds'), 2),
       utilisation === undefined ? '–' : `${(100 * utilisation).toFixed(0)} %`,
+    ]);
+    return true;
+  }
+  const switched = field(e, 'serve/engine-switch', 'toVersion');
+  if (switched !== undefined) {
+    const from = field(e, 'serve/engine-switch', 'fromVersion');
+    prependRow('engine-switches', [
+      timeText(e.time),
+      str(e.round),
+      text(e, 'serve/engine-switch', 'role') ?? '–',
+      `${from === undefined ? '–' : `v${from}`} → v${switched}`,
+      fixed(field(e, 'serve/engine-switch', 'seconds'), 2),
     ]);
     return true;
   }
