@@ -192,14 +192,20 @@ class VerifyExecutor implements RoundExecutor {
 }
 
 /**
- * The round's prompts (those with recorded samples or scored groups) in the recorded prompts' order,
- * for the sample stage's engine batches: the run cut them from its prompt file's order, which the
- * recording keeps as long as the prompts topic has one partition (else a re-derivation with
- * sampling.promptsPerCall > 1 may batch differently, and differ in float rounding).
+ * The round's prompts (those with recorded samples or scored groups) in the order the run took them,
+ * for the sample stage's engine batches: the run's 'prompts' marker of the round, else (runs recorded
+ * before it) the recorded prompts' order, which is the run's only with a one-partition prompts topic.
  */
 function roundPromptsOf(run: RecordedRun, round: number): PromptRecord[] {
   const groups = new Map([...valuesOf(run.samples, round), ...valuesOf(run.scored, round)].map((g) => [g.promptId, g]));
-  const recorded = run.prompts.map((p) => p.value).filter((p) => groups.has(p.promptId));
+  const order = run.promptOrders.get(round);
+  const rank = new Map((order ?? []).map((id, i) => [id, i]));
+  const unranked = order ? order.length : 0;
+  const recorded = run.prompts
+    .map((p, i) => ({ p: p.value, at: rank.get(p.value.promptId) ?? unranked + i }))
+    .filter(({ p }) => groups.has(p.promptId))
+    .sort((a, b) => a.at - b.at)
+    .map(({ p }) => p);
   // a group whose prompt record is missing still belongs to the round (after the recorded ones)
   const known = new Set(recorded.map((p) => p.promptId));
   const missing = [...groups.values()].filter((g) => !known.has(g.promptId)).map((g): PromptRecord => ({ promptId: g.promptId, text: g.prompt, messages: null, source: 'recorded group', arrivalTime: 0 }));

@@ -3,7 +3,7 @@ import { join, resolve } from 'node:path';
 import type { Bus } from '../../topics/bus.ts';
 import type { Checkpoint } from '../../topics/checkpoints.ts';
 import type { HealthRecord } from '../../topics/health.ts';
-import { markersTopic } from '../../topics/markers.ts';
+import { markersTopic, promptOrderMarker, promptOrdersOf } from '../../topics/markers.ts';
 import { metricsTopic } from '../../topics/metrics.ts';
 import { offlineTopic, type OfflinePair } from '../../topics/offline.ts';
 import { promptsTopic, type PromptRecord } from '../../topics/prompts.ts';
@@ -104,6 +104,7 @@ export async function runDice(inputs: RunInputs): Promise<RunResult> {
   await recordRunMetadata(inputs);
   const published = await publishInitialLineage(bus, T('checkpoints'), dirOf(0), dirOf(REF0_VERSION));
   const stagesDone = await readStagesDone(bus, namespace);
+  const promptOrders = await readPromptOrders(bus, namespace);
   const rounds: RoundSummary[] = [];
   // versions the health gate rejected (a resumed run keeps starting from the last promoted one)
   const rejected = rejectedVersions(published.values());
@@ -118,6 +119,10 @@ export async function runDice(inputs: RunInputs): Promise<RunResult> {
       continue;
     }
     const roundPrompts = prompts.values.slice((round - 1) * perRound, round * perRound);
+    // the order the sample stage cuts its engine batches from, for replay --verify (once per round)
+    if (config.replay.gamma < 1 && !promptOrders.has(round)) {
+      await bus.produce(T('markers'), [{ key: 'sample', value: markersTopic.encode(promptOrderMarker(round, roundPrompts.map((p) => p.promptId))) }]);
+    }
     const stages = new Set(stagesDone.filter((m) => m.round === round).map((m) => m.stage));
     const summary = await runRound({ ...inputs, outDir, offline, dirOf, round, done: stages, rejected, trained: done, roundPrompts: config.replay.gamma < 1 ? roundPrompts : [] });
     published.set(round, summary.checkpoint);
@@ -200,6 +205,11 @@ export async function readStagesDone(bus: Bus, namespace: string): Promise<Array
   const markers = (await readWholeTopic(bus, topicName(namespace, 'markers'), markersTopic)).filter((m) => m.kind === 'done');
   const legacy = (await readWholeTopic(bus, topicName(namespace, 'metrics'), metricsTopic)).filter((m) => m.type === LEGACY_STAGE_DONE);
   return [...markers, ...legacy];
+}
+
+/** Rounds whose prompt order is recorded (the markers topic's 'prompts' markers): round → prompt ids. */
+export async function readPromptOrders(bus: Bus, namespace: string): Promise<Map<number, string[]>> {
+  return promptOrdersOf(await readWholeTopic(bus, topicName(namespace, 'markers'), markersTopic));
 }
 
 /** The metrics event type that marked a stage done before the markers topic (read, never written). */
