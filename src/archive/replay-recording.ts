@@ -10,6 +10,7 @@ import { metricsTopic, type MetricEvent } from '../../topics/metrics.ts';
 import { offlineTopic, type OfflinePair } from '../../topics/offline.ts';
 import { pairsTopic, type PreferencePair } from '../../topics/pairs.ts';
 import { promptsTopic, type PromptRecord } from '../../topics/prompts.ts';
+import { markersTopic, promptOrdersOf } from '../../topics/markers.ts';
 import { topicName, type TopicBaseName } from '../../topics/registry.ts';
 import { samplesTopic, type SamplesGroup } from '../../topics/samples.ts';
 import { scoredTopic, type ScoredGroup } from '../../topics/scored.ts';
@@ -57,6 +58,8 @@ export interface RecordedRun {
   samplerRejected: Map<string, number>;
   /** The rounds the recording holds work of (from its config and its records). */
   rounds: number;
+  /** Round → its prompt ids in the order `dice run` took them (the markers topic; absent in older runs). */
+  promptOrders: Map<number, string[]>;
 }
 
 /** Rewrites recorded checkpoint locations (a run directory moved or copied elsewhere): longest matching prefix wins. */
@@ -117,12 +120,17 @@ export async function loadRecordedRun(recording: RunRecording): Promise<Recorded
     undecodable,
     samplerRejected: new Map(),
     rounds: 0,
+    promptOrders: promptOrdersOf((await decodeAll('markers', markersTopic)).map((m) => m.value)),
   };
-  run.rounds = Math.max(
-    config.rounds,
-    ...[...run.samples, ...run.scored, ...run.pairs, ...run.batches].map((r) => r.value.round),
-    ...[...checkpoints.values()].map((c) => c.round),
-  );
+  // dice serve forms rounds as groups arrive and samples ahead of the trainer (bounded staleness): its
+  // rounds are the ones it trained; a dice run's are its config's and any it recorded work of
+  run.rounds = starts.some((s) => s.executor === 'serve')
+    ? Math.max(0, ...[...checkpoints.values()].map((c) => c.round))
+    : Math.max(
+        config.rounds,
+        ...[...run.samples, ...run.scored, ...run.pairs, ...run.batches].map((r) => r.value.round),
+        ...[...checkpoints.values()].map((c) => c.round),
+      );
   await markSamplerRejections(run, recording);
   return run;
 }
@@ -156,14 +164,17 @@ export function valuesOf<T extends { round: number }>(list: Recorded<T>[], round
  * The prompts in an order that gives `dice run` the recorded round split: each round's prompts
  * (the ones it sampled, and the ones its sampler refused) in the order of rounds, then the prompts
  * no round used. `dice run` splits its prompt file in file order, so this order reproduces which
- * prompt fell in which round.
+ * prompt fell in which round; within a round, the run's recorded prompt order (its 'prompts' marker),
+ * which the sample stage cuts its engine batches from, else the bus order.
  */
 export function promptsInRoundOrder(run: RecordedRun): PromptRecord[] {
   const roundOf = new Map<string, number>(run.samplerRejected);
   for (const g of run.samples) if (!roundOf.has(g.value.promptId)) roundOf.set(g.value.promptId, g.value.round);
+  const rank = new Map<string, number>();
+  for (const ids of run.promptOrders.values()) ids.forEach((id, i) => rank.set(id, i));
   return run.prompts
-    .map((p, i) => ({ p: p.value, i, round: roundOf.get(p.value.promptId) ?? Infinity }))
-    .sort((a, b) => a.round - b.round || a.i - b.i)
+    .map((p, i) => ({ p: p.value, i, round: roundOf.get(p.value.promptId) ?? Infinity, rank: rank.get(p.value.promptId) ?? Infinity }))
+    .sort((a, b) => a.round - b.round || a.rank - b.rank || a.i - b.i)
     .map((x) => x.p);
 }
 

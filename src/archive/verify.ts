@@ -8,7 +8,7 @@ import type { TopicBaseName } from '../../topics/registry.ts';
 import type { Rejected } from '../../operators/ports.ts';
 import { healthEnabled } from '../config/schema.ts';
 import { diceRound, type RoundExecutor } from '../service/dice-round.ts';
-import { rejectedVersions } from '../service/lineage.ts';
+import { rejectedVersions, samplingVersions, versionsBehind } from '../service/lineage.ts';
 import { STAGES } from '../stages/index.ts';
 import { roundInputs, type RecordStage, type RoundContext, type RoundStage, type TopicSide } from '../stages/stage.ts';
 import type { Logger } from '../util/log.ts';
@@ -67,7 +67,7 @@ export async function verifyRun(run: RecordedRun, options: VerifyOptions): Promi
   const verdicts: StageVerdict[] = [];
   const workDir = resolve(options.workDir);
   for (const round of rounds) {
-    const executor = new VerifyExecutor(run, round, stages);
+    const executor = new VerifyExecutor(run, round, stages, rejected);
     const batches = valuesOf(run.batches, round);
     mkdirSync(workDir, { recursive: true });
     await diceRound(
@@ -113,6 +113,7 @@ class VerifyExecutor implements RoundExecutor {
     private readonly run: RecordedRun,
     private readonly roundNumber: number,
     private readonly stages: ReadonlySet<VerifyStage>,
+    private readonly rejected: ReadonlySet<number>,
   ) {}
 
   /** A stage's comparison; a stage diceRound did not run (a round without prompts) compares its recorded outputs with none. */
@@ -139,12 +140,29 @@ class VerifyExecutor implements RoundExecutor {
     const topic = stage.output.topic as VerifyStage;
     if (!this.stages.has(topic)) return;
     const t0 = performance.now();
-    const inputs = this.recordedInputs<In>(stage.input.topic).filter((v) => stage.inRound(v, ctx) && !stage.isStale?.(v, ctx.versions.policy, ctx.config));
+    const recorded = this.recordedOutputs(topic, stage.output.key);
+    const behind = (v: number) => versionsBehind(v, ctx.versions.policy, this.rejected);
+    const inputs = this.recordedInputs<In>(stage.input.topic).filter((v) => stage.inRound(v, ctx) && !stage.isStale?.(v, behind, ctx.config));
+    // With bounded staleness (dice serve) a round's groups come from several policy versions: each
+    // input is re-derived under the version its recorded output says made it (the round's own policy
+    // when nothing was recorded), with that version's engines — as the serving roles did.
+    const byVersion = new Map<number, In[]>();
+    for (const input of inputs) {
+      const out = recorded.get(stage.input.key(input));
+      const version = out === undefined ? ctx.versions.policy : stage.madeBy(out);
+      byVersion.set(version, [...(byVersion.get(version) ?? []), input]);
+    }
     const rederived = new Map<string, Out | string>();
-    if (inputs.length > 0) {
-      const engine = await stage.openEngine(ctx.dirOf(stage.engineVersion(ctx.versions)), ctx.config);
+    for (const [version, some] of byVersion) {
+      // engine batches are cut from this version's prompts only (a batch never mixes versions)
+      const keys = new Set(some.map(stage.input.key));
+      const vctx: RoundContext =
+        byVersion.size === 1 && version === ctx.versions.policy
+          ? ctx
+          : { ...ctx, versions: samplingVersions(ctx.versions.round, version, ctx.config.method, this.rejected), roundPromptOrder: ctx.roundPromptOrder.filter((p) => keys.has(p.promptId)) };
+      const engine = await stage.openEngine(vctx.dirOf(stage.engineVersion(vctx.versions)), vctx.config);
       try {
-        for (const out of await lastValueFrom(from(inputs).pipe(stage.operator(engine, ctx), toArray()))) {
+        for (const out of await lastValueFrom(from(some).pipe(stage.operator(engine, vctx), toArray()))) {
           if (isRejected(out)) rederived.set(out.key, `the ${stage.name} stage refused it: ${out.error}`);
           else rederived.set(stage.output.key(out), out);
         }
@@ -152,7 +170,6 @@ class VerifyExecutor implements RoundExecutor {
         await engine.close();
       }
     }
-    const recorded = this.recordedOutputs(topic, stage.output.key);
     this.comparisons.set(topic, { ...compareKeyed(topic, stage.output.contract, recorded, rederived), seconds: (performance.now() - t0) / 1000 });
   }
 
@@ -175,14 +192,20 @@ class VerifyExecutor implements RoundExecutor {
 }
 
 /**
- * The round's prompts (those with recorded samples or scored groups) in the recorded prompts' order,
- * for the sample stage's engine batches: the run cut them from its prompt file's order, which the
- * recording keeps as long as the prompts topic has one partition (else a re-derivation with
- * sampling.promptsPerCall > 1 may batch differently, and differ in float rounding).
+ * The round's prompts (those with recorded samples or scored groups) in the order the run took them,
+ * for the sample stage's engine batches: the run's 'prompts' marker of the round, else (runs recorded
+ * before it) the recorded prompts' order, which is the run's only with a one-partition prompts topic.
  */
 function roundPromptsOf(run: RecordedRun, round: number): PromptRecord[] {
   const groups = new Map([...valuesOf(run.samples, round), ...valuesOf(run.scored, round)].map((g) => [g.promptId, g]));
-  const recorded = run.prompts.map((p) => p.value).filter((p) => groups.has(p.promptId));
+  const order = run.promptOrders.get(round);
+  const rank = new Map((order ?? []).map((id, i) => [id, i]));
+  const unranked = order ? order.length : 0;
+  const recorded = run.prompts
+    .map((p, i) => ({ p: p.value, at: rank.get(p.value.promptId) ?? unranked + i }))
+    .filter(({ p }) => groups.has(p.promptId))
+    .sort((a, b) => a.at - b.at)
+    .map(({ p }) => p);
   // a group whose prompt record is missing still belongs to the round (after the recorded ones)
   const known = new Set(recorded.map((p) => p.promptId));
   const missing = [...groups.values()].filter((g) => !known.has(g.promptId)).map((g): PromptRecord => ({ promptId: g.promptId, text: g.prompt, messages: null, source: 'recorded group', arrivalTime: 0 }));

@@ -6,11 +6,13 @@ import { readHfConfig } from '../model/hf-config.ts';
 import { rootModelDir, tokenizerDirOf } from '../model/policy.ts';
 import { Tokenizer } from '../model/tokenizer.ts';
 import { checkProvider } from '../onnx/session.ts';
-import { Rng, deriveSeed } from '../util/random.ts';
+import { datasetBatcher } from '../util/epoch-batcher.ts';
+import { deriveSeed } from '../util/random.ts';
 import type { LoraConfig } from '../config/schema.ts';
 import { Scorer } from '../engine/scorer.ts';
 import { Trainer, type PreferencePair, type StepMetrics, type TrainBatch } from '../engine/trainer.ts';
 import { ktoMismatchedRows, preferenceRows } from '../engine/trainer-batch.ts';
+import { trainSteps } from '../engine/train-loop.ts';
 import { applyRefLogpsFile, readPreferencePairs, readSftExamples, type TokenizedPair } from '../engine/trainer-data.ts';
 
 /** The flags of `dice train` (src/cli/commands/train.ts). */
@@ -103,32 +105,19 @@ export async function runTrainCommand(opts: TrainCliOptions): Promise<void> {
   try {
     if (!isSft) await fillBaseReference(pairs, opts, trainer, log);
     const items: Array<PreferencePair | (typeof sft)[number]> = isSft ? sft : pairs;
-    const rng = new Rng(deriveSeed(opts.seed, 'train-order'));
-    let order: number[] = [];
-    const nextBatch = (): number[] => {
-      const picked: number[] = [];
-      while (picked.length < Math.min(opts.batch, items.length)) {
-        if (order.length === 0) order = rng.shuffle([...items.keys()]);
-        picked.push(order.pop()!);
-      }
-      return picked;
-    };
-    const history: StepMetrics[] = [];
+    const order = datasetBatcher(items.length, opts.batch, deriveSeed(opts.seed, 'train-order'));
     const started = performance.now();
-    for (let s = 0; s < opts.steps; s++) {
-      const picked = nextBatch();
-      let batch: TrainBatch;
-      if (isSft) batch = { kind: 'sft', examples: picked.map((i) => sft[i]) };
-      else {
-        const chosen = picked.map((i) => pairs[i]);
-        if (scorer) {
-          const rows = ktoMismatchedRows(chosen).map((r) => ({ promptTokenIds: r.prompt, responseTokenIds: r.response }));
-          refMismatched = (await scorer.score(rows)).map((x) => x.logProb);
-        }
-        batch = { kind: 'preference', pairs: chosen, refMismatchedLogps: scorer ? refMismatched : undefined };
+    const batchAt = async (): Promise<TrainBatch> => {
+      const picked = order.next();
+      if (isSft) return { kind: 'sft', examples: picked.map((i) => sft[i]) };
+      const chosen = picked.map((i) => pairs[i]);
+      if (scorer) {
+        const rows = ktoMismatchedRows(chosen).map((r) => ({ promptTokenIds: r.prompt, responseTokenIds: r.response }));
+        refMismatched = (await scorer.score(rows)).map((x) => x.logProb);
       }
-      const m = await trainer.step(batch);
-      history.push(m);
+      return { kind: 'preference', pairs: chosen, refMismatchedLogps: scorer ? refMismatched : undefined };
+    };
+    const history = await trainSteps(trainer, opts.steps, batchAt, (m) => {
       if (opts.json) console.log(JSON.stringify(m));
       else
         log(
@@ -136,7 +125,7 @@ export async function runTrainCommand(opts: TrainCliOptions): Promise<void> {
             (isSft ? '' : `acc ${m.rewardAccuracy.toFixed(2)}  margin ${m.margin.toFixed(4)}  `) +
             `|g| ${m.gradNorm.toFixed(3)}  lr ${m.lr.toExponential(2)}  ${m.seconds.toFixed(2)}s`,
         );
-    }
+    });
     const last = history[history.length - 1];
     const tail = history.slice(-Math.min(10, history.length));
     const mean = (f: (m: StepMetrics) => number) => tail.reduce((a, m) => a + f(m), 0) / tail.length;

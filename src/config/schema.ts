@@ -167,6 +167,19 @@ const gatePolicy = z
   })
   .strict();
 
+/** `dice serve` only (src/service/serve.ts). */
+const serve = z
+  .object({
+    /**
+     * Bounded staleness, in policy versions: 0 = strictly on-policy rounds (the paper; samplers wait
+     * while a round trains). With s > 0 samplers go on sampling fresh prompts with v_{t−1} for rounds
+     * t+1..t+s while round t trains; a group enters its round's α window if its sampling version is
+     * at most s promoted versions behind the round's policy, else it is dropped and counted.
+     */
+    maxStaleness: z.number().int().min(0).max(8).default(0),
+  })
+  .strict();
+
 export const runConfigSchema = z
   .object({
     seed: z.number().int().min(0).default(0),
@@ -189,6 +202,7 @@ export const runConfigSchema = z
     train: train.default(() => train.parse({})),
     health: health.default(() => health.parse({})),
     gate: gatePolicy.default(() => gatePolicy.parse({})),
+    serve: serve.default(() => serve.parse({})),
   })
   .strict();
 

@@ -15,6 +15,7 @@
  * whose prompt is among this round's prompts are excluded before sampling. Both parts are drawn
  * without replacement with seeded Rngs (src/util/random.ts), then the mix is shuffled.
  */
+import { EpochBatcher } from '../util/epoch-batcher.ts';
 import { deriveSeed, Rng } from '../util/random.ts';
 
 export type MixedPair<G, O> = { source: 'generated'; pair: G } | { source: 'offline'; pair: O };
@@ -149,20 +150,11 @@ export function cutBatches<T>(items: readonly T[], options: { batchSize: number;
   const { batchSize, steps } = options;
   if (!(Number.isInteger(batchSize) && batchSize >= 1)) throw new Error(`cutBatches: batchSize must be a positive integer, got ${batchSize}`);
   if (!(Number.isInteger(steps) && steps >= 0)) throw new Error(`cutBatches: steps must be a non-negative integer, got ${steps}`);
-  const needed = batchSize * steps;
-  if (needed > 0 && items.length === 0) throw new Error(`cutBatches: ${steps} steps of ${batchSize} need items, got none`);
-  const stream: T[] = [];
-  let epochs = 0;
-  let order: T[] = [];
-  while (stream.length < needed) {
-    order = new Rng(deriveSeed(options.seed, 'batches', options.round ?? 0, epochs)).shuffle([...items]);
-    epochs++;
-    for (let i = 0; i < order.length && stream.length < needed; i++) stream.push(order[i]);
-  }
-  const usedOfLast = epochs === 0 ? 0 : needed - (epochs - 1) * items.length;
-  const batches: T[][] = [];
-  for (let s = 0; s < steps; s++) batches.push(stream.slice(s * batchSize, (s + 1) * batchSize));
-  return { batches, epochs, unused: epochs === 0 ? items.length : items.length - usedOfLast };
+  if (steps > 0 && items.length === 0) throw new Error(`cutBatches: ${steps} steps of ${batchSize} need items, got none`);
+  if (steps === 0) return { batches: [], epochs: 0, unused: items.length };
+  const batcher = new EpochBatcher((epoch) => new Rng(deriveSeed(options.seed, 'batches', options.round ?? 0, epoch)).shuffle([...items]), batchSize);
+  const batches = Array.from({ length: steps }, () => batcher.next());
+  return { batches, epochs: batcher.epochs, unused: batcher.remaining };
 }
 
 function checkGamma(gamma: number): void {

@@ -16,6 +16,9 @@ export const PAGE_READS = {
   'checkpoint/published': ['version', 'parentVersion', 'referenceVersion'],
   'health/version': ['version', 'parentVersion', 'promoted', 'roundAccuracy', 'cumulativeAccuracy', 'previousCumulativeAccuracy', 'rankingTau', 'probeLength', 'lengthChange', 'kl'],
   'health/gate-failed': ['version', 'parentVersion', 'reasons'],
+  'serve/role-time': ['role', 'busySeconds', 'waitingSeconds', 'utilisation'],
+  'serve/engine-switch': ['role', 'fromVersion', 'toVersion', 'seconds'],
+  'train/staleness': ['policyVersion', 'histogram', 'meanStaleness', 'maxStaleness', 'dropped'],
 } as const satisfies { [K in PipelineEventName]?: ReadonlyArray<keyof AllPipelineEvents[K] & string> };
 
 /** Fields of a checkpoints-topic record (the monitor makes it a `checkpoint` event) the page reads with `num(e, name)`. */

@@ -9,6 +9,7 @@ import { roundInputs, stageEvent } from '../stages/stage.ts';
 import type { Logger } from '../util/log.ts';
 import { Progress } from '../util/log.ts';
 import type { RoundExecutor } from './dice-round.ts';
+import { versionsBehind } from './lineage.ts';
 import type { MetricsEmitter } from './metrics.ts';
 import { commitAll, readRemaining, runPerRecordStage, type PerRecordStage, type StageInput } from './stage-runner.ts';
 
@@ -76,7 +77,8 @@ export class BatchExecutor implements RoundExecutor {
             accept: (v) => stage.inRound(v, ctx),
             operator: (drop) => (in$) =>
               in$.pipe(
-                dropStale(stage, () => ctx.versions.policy, ctx, (v) => {
+                // the round's own samples are never behind; rejected versions are not known here, so every older one counts
+                dropStale(stage, (v) => versionsBehind(v, ctx.versions.policy, NO_REJECTIONS), ctx, (v) => {
                   stale++;
                   const event = stage.staleEvent?.(v);
                   if (event) this.emit(event.event);
@@ -133,15 +135,18 @@ export function encoded<T>(side: Pick<TopicSide<T>, 'contract' | 'key'>, value: 
   return { key: side.key(value), value: side.contract.encode(value) };
 }
 
-/** Inputs made by an older policy than `currentPolicy` (strictly on-policy) go to `onStale` instead of the engine. */
+/**
+ * Inputs made by a policy too far behind the current one (the stage's staleness rule; `behind(v)`:
+ * how many versions v is behind it) go to `onStale` instead of the engine.
+ */
 export function dropStale<In, Out, E extends { close(): Promise<void> }>(
   stage: RecordStage<In, Out, E>,
-  currentPolicy: () => number,
+  behind: (sampledBy: number) => number,
   ctx: Pick<RoundContext, 'config'>,
   onStale: (v: In) => void,
 ): OperatorFunction<In, In> {
   return filter((v) => {
-    if (!stage.isStale?.(v, currentPolicy(), ctx.config)) return true;
+    if (!stage.isStale?.(v, behind, ctx.config)) return true;
     onStale(v);
     return false;
   });
@@ -186,6 +191,8 @@ export function recordStageRun<In, Out, E extends { close(): Promise<void> }>(
     onRejected: o.onRejected,
   };
 }
+
+const NO_REJECTIONS: ReadonlySet<number> = new Set();
 
 /** The engine with each of its async methods timed by `clock`. */
 function clockedEngine<E extends object>(engine: E, clock: <R>(work: Promise<R>) => Promise<R>): E {

@@ -53,6 +53,25 @@ export function roundFrom(policy: number, rejected: ReadonlySet<number>): number
 }
 
 /**
+ * How many policy versions `sampledBy` is behind `current`: the versions after it up to `current`
+ * that a sampler could have used (rejected ones never were). 0: on-policy.
+ */
+export function versionsBehind(sampledBy: number, current: number, rejected: ReadonlySet<number>): number {
+  let n = 0;
+  for (let v = Math.max(0, sampledBy + 1); v <= current; v++) if (!rejected.has(v)) n++;
+  return n;
+}
+
+/**
+ * The versions that make a group of round `target` sampled by an older policy `sampledBy` (bounded
+ * staleness, `dice serve`): sampled and scored as the round of `sampledBy` would — the reward is that
+ * of the version that sampled it, (v, π_ref of v) — but tagged, and trained, in `target`.
+ */
+export function samplingVersions(target: number, sampledBy: number, method: RunConfig['method'], rejected: ReadonlySet<number>): RoundVersions {
+  return { ...roundVersions(roundFrom(sampledBy, rejected), method, rejected), round: target };
+}
+
+/**
  * Whether samplers and scorers may use a checkpoint: without a health stage every one; with it, the
  * initial lineage (π_ref(0), v0) and versions the gate promoted (not yet decided, or rejected: no).
  */

@@ -3,7 +3,7 @@ import { join, resolve } from 'node:path';
 import type { Bus } from '../../topics/bus.ts';
 import type { Checkpoint } from '../../topics/checkpoints.ts';
 import type { HealthRecord } from '../../topics/health.ts';
-import { markersTopic } from '../../topics/markers.ts';
+import { markersTopic, promptOrderMarker, promptOrdersOf } from '../../topics/markers.ts';
 import { metricsTopic } from '../../topics/metrics.ts';
 import { offlineTopic, type OfflinePair } from '../../topics/offline.ts';
 import { promptsTopic, type PromptRecord } from '../../topics/prompts.ts';
@@ -107,6 +107,7 @@ export async function runDice(inputs: RunInputs): Promise<RunResult> {
   await recordRunMetadata(inputs);
   const published = await publishInitialLineage(bus, T('checkpoints'), dirOf(0), dirOf(REF0_VERSION));
   const stagesDone = await readStagesDone(bus, namespace);
+  const promptOrders = await readPromptOrders(bus, namespace);
   const rounds: RoundSummary[] = [];
   // versions the health gate rejected (a resumed run keeps starting from the last promoted one)
   const rejected = rejectedVersions(published.values());
@@ -121,6 +122,10 @@ export async function runDice(inputs: RunInputs): Promise<RunResult> {
       continue;
     }
     const roundPrompts = prompts.values.slice((round - 1) * perRound, round * perRound);
+    // the order the sample stage cuts its engine batches from, for replay --verify (once per round)
+    if (config.replay.gamma < 1 && !promptOrders.has(round)) {
+      await bus.produce(T('markers'), [{ key: 'sample', value: markersTopic.encode(promptOrderMarker(round, roundPrompts.map((p) => p.promptId))) }]);
+    }
     const stages = new Set(stagesDone.filter((m) => m.round === round).map((m) => m.stage));
     const summary = await runRound({ ...inputs, outDir, offline, dirOf, round, done: stages, rejected, trained: done, roundPrompts: config.replay.gamma < 1 ? roundPrompts : [] });
     published.set(round, summary.checkpoint);
@@ -207,6 +212,11 @@ export async function readStagesDone(bus: Bus, namespace: string): Promise<Array
   return [...markers, ...legacy];
 }
 
+/** Rounds whose prompt order is recorded (the markers topic's 'prompts' markers): round → prompt ids. */
+export async function readPromptOrders(bus: Bus, namespace: string): Promise<Map<number, string[]>> {
+  return promptOrdersOf(await readWholeTopic(bus, topicName(namespace, 'markers'), markersTopic));
+}
+
 /** The metrics event type that marked a stage done before the markers topic (read, never written). */
 const LEGACY_STAGE_DONE = 'stage-done';
 
@@ -215,18 +225,23 @@ const LEGACY_STAGE_DONE = 'stage-done';
  * training) and the runtime (onnxruntime version, intra-op threads: parallel reductions may reorder
  * sums), as a 'run/config' metrics event — once per start, so a resumed run records each start.
  */
-async function recordRunMetadata(inputs: RunInputs): Promise<void> {
+export async function recordRunMetadata(
+  inputs: Pick<RunInputs, 'metrics' | 'config' | 'policyDir' | 'refDir' | 'promptsFile' | 'offlineFile'>,
+  /** dice serve: its prompts come from this topic (not a file). */
+  served?: { promptsTopic: string },
+): Promise<void> {
   const ort = await import('onnxruntime-node');
   inputs.metrics.stageEvent(
     stageEvent('run/config', {
       config: JSON.stringify(inputs.config),
       policyDir: resolve(inputs.policyDir),
       refDir: resolve(inputs.refDir),
-      promptsFile: resolve(inputs.promptsFile),
+      promptsFile: served ? `topic ${served.promptsTopic}` : resolve(inputs.promptsFile),
       offlineFile: inputs.offlineFile ? resolve(inputs.offlineFile) : null,
       onnxruntime: ort.env.versions.common,
       threads: inputs.config.threads,
       node: process.version,
+      executor: served ? 'serve' : 'run',
     }),
     null,
   );

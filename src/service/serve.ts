@@ -1,5 +1,5 @@
 import { join, resolve } from 'node:path';
-import { BehaviorSubject, concatMap, filter, firstValueFrom, from, lastValueFrom, map, Observable, Subject, takeUntil } from 'rxjs';
+import { BehaviorSubject, concatMap, filter, firstValueFrom, from, lastValueFrom, map, merge, Observable, Subject, takeUntil } from 'rxjs';
 import type { Bus } from '../../topics/bus.ts';
 import { checkpointsTopic, type Checkpoint } from '../../topics/checkpoints.ts';
 import { decodeOrDeadLetter, type Decoded } from '../../topics/decode-or-dead-letter.ts';
@@ -11,13 +11,14 @@ import { switchEngines, type ActiveEngine } from '../../operators/checkpoint.ts'
 import { versionLabel } from '../../operators/train.ts';
 import { healthEnabled, type RunConfig } from '../config/schema.ts';
 import { sampleStage, scoreStage } from '../stages/index.ts';
-import { stageEvent, type RecordStage, type RoundContext } from '../stages/stage.ts';
+import { stageEvent, tooStale, type RecordStage, type RoundContext, type StageEvent } from '../stages/stage.ts';
 import type { Logger } from '../util/log.ts';
 import { dropStale, recordStageRun, stageInput } from './batch-executor.ts';
 import { diceRound } from './dice-round.ts';
 import { ingestFile, offlineDefaults } from './ingest.ts';
-import { isUsable, publishInitialLineage, rejectedVersions, roundFrom, roundVersions } from './lineage.ts';
+import { isUsable, publishInitialLineage, REF0_VERSION, rejectedVersions, roundFrom, samplingVersions, versionsBehind } from './lineage.ts';
 import type { MetricsEmitter } from './metrics.ts';
+import { recordRunMetadata } from './run.ts';
 import { ServiceRoundExecutor } from './service-executor.ts';
 import { commitAll, readWholeTopic, runPerRecordStage, type StageCounts } from './stage-runner.ts';
 
@@ -27,15 +28,26 @@ import { commitAll, readWholeTopic, runPerRecordStage, type StageCounts } from '
  * checkpoint switches samplers and scorers to the new policy (reference: the previous one).
  *
  * Roles split the work over processes sharing one bus (Kafka for several machines):
- *   sampler  prompts → samples, N prompts per policy version per process (the rest wait their turn)
- *   scorer   samples → scored, strictly on-policy (groups of an older version are dropped, counted)
+ *   sampler  prompts → samples, N prompts per round per process (the rest wait their turn)
+ *   scorer   samples → scored, with the reward of the version that sampled each group
  *   trainer  scored → α window → pairs → replay mix → batches → DPO → checkpoint, one transaction
+ * Bounded staleness (`serve.maxStaleness` = s): with s = 0 (the paper) rounds are strictly on-policy
+ * and samplers wait while a round trains; with s > 0 a sampler on v_{t−1} goes on sampling fresh
+ * prompts for rounds t+1..t+s while round t trains (tagged with that round; their staleness is how
+ * many versions their sampler is behind the round's policy). Groups more than s versions behind are
+ * dropped and counted (scorer: behind the current policy; trainer: behind the round's). When v_t is
+ * published a role finishes the group in flight on its old engine and then switches: no group mixes
+ * versions (`serve/engine-switch` events time the switch; `serve/role-time` splits each round into
+ * busy and waiting per role; `train/staleness` is each round's staleness histogram).
  * Samplers and scorers are consumer-group members over partitioned topics: each prompt is sampled
  * once between them. SIGTERM (the `stop` signal) stops taking records, finishes and commits what was
  * taken; an unfinished round stays uncommitted and is redone after a restart.
  */
 
 export type ServeRole = 'sampler' | 'scorer' | 'trainer';
+
+/** The events the service itself emits (the stages emit the rest). */
+export const SERVE_EMITS = ['serve/role-time', 'serve/engine-switch', 'train/stale-dropped', 'train/staleness'] as const;
 
 export interface ServeInputs {
   bus: Bus;
@@ -77,6 +89,9 @@ export async function serveDice(inputs: ServeInputs): Promise<void> {
       log.info('waiting for v0 on the checkpoints topic (start one process with --policy and --ref)');
       await lineage.waitFor((cps) => cps.has(0), inputs.stop);
     }
+    // what a replay re-derives the served rounds with (as `dice run` records it; every process of a namespace records the same config)
+    const lineageDirs = { policyDir: lineage.get(0).location, refDir: lineage.get(REF0_VERSION).location };
+    await recordRunMetadata({ metrics: inputs.metrics, config, ...lineageDirs, promptsFile: '', offlineFile: inputs.offlineFile }, { promptsTopic: T('prompts') });
     const roles = [...inputs.roles];
     log.info('serving', { roles, namespace: namespace ?? '', promptsPerRound: N, policy: versionLabel(lineage.current().version) });
     await Promise.all(
@@ -183,12 +198,31 @@ class StoppedError extends Error {
   }
 }
 
-/** Pull-style access to the checkpoint operator: the engine of a version, opened on first request, replacing the previous one. */
-function engineSwitch<E extends { close(): Promise<void> }>(open: (version: number) => Promise<E>): { get(version: number): Promise<E>; close(): Promise<void> } {
+/**
+ * Pull-style access to the checkpoint operator: the engine of a version, opened on first request,
+ * replacing the previous one. Requests come one group at a time, so the group in flight finishes on
+ * the old engine before the switch; `onSwitch` hears each switch and its time (open the new, close the old).
+ */
+function engineSwitch<E extends { close(): Promise<void> }>(
+  open: (version: number) => Promise<E>,
+  onSwitch: (from: number | null, to: number, seconds: number) => void = () => undefined,
+): { get(version: number): Promise<E>; close(): Promise<void> } {
   const requests = new Subject<number>();
   const active = new BehaviorSubject<ActiveEngine<E> | null>(null);
   const finished = new Promise<void>((resolvePromise, reject) => {
-    requests.pipe(switchEngines(open)).subscribe({ next: (a) => active.next(a), error: reject, complete: resolvePromise });
+    let t0 = 0;
+    const timedOpen = (version: number) => {
+      t0 = performance.now();
+      return open(version);
+    };
+    requests.pipe(switchEngines(timedOpen)).subscribe({
+      next: (a) => {
+        onSwitch(active.value?.version ?? null, a.version, (performance.now() - t0) / 1000);
+        active.next(a);
+      },
+      error: reject,
+      complete: resolvePromise,
+    });
   });
   finished.catch(() => undefined); // surfaced through get()/close()
   return {
@@ -206,17 +240,78 @@ function engineSwitch<E extends { close(): Promise<void> }>(open: (version: numb
   };
 }
 
+/**
+ * A role's busy and waiting time per round (`serve/role-time`): a round, as this process sees it,
+ * runs from the policy it trains from being published to the next round becoming the current one.
+ */
+class RoleClock {
+  private busyMs = 0;
+  private since = performance.now();
+  private started: number | null = null;
+  private round: number;
+  private readonly subscription: { unsubscribe(): void };
+
+  constructor(
+    private readonly role: ServeRole,
+    private readonly ctx: RoleContext,
+  ) {
+    this.round = ctx.lineage.nextRound();
+    this.subscription = ctx.lineage.changes.subscribe(() => {
+      const next = ctx.lineage.nextRound();
+      if (next > this.round) this.roundEnded(next);
+    });
+  }
+
+  async busy<R>(work: () => Promise<R>): Promise<R> {
+    this.started = performance.now();
+    try {
+      return await work();
+    } finally {
+      this.busyMs += performance.now() - (this.started ?? performance.now());
+      this.started = null;
+    }
+  }
+
+  private roundEnded(next: number): void {
+    const now = performance.now();
+    let busy = this.busyMs;
+    if (this.started !== null) {
+      busy += now - this.started;
+      this.started = now; // the rest of the work in hand counts in the next round
+    }
+    const seconds = (now - this.since) / 1000;
+    this.ctx.metrics.stageEvent(
+      stageEvent('serve/role-time', { role: this.role, seconds, busySeconds: busy / 1000, waitingSeconds: Math.max(0, seconds - busy / 1000), utilisation: seconds > 0 ? busy / 1000 / seconds : 0 }),
+      this.round,
+    );
+    this.busyMs = 0;
+    this.since = now;
+    this.round = next;
+  }
+
+  stop(): void {
+    this.subscription.unsubscribe();
+  }
+}
+
 async function samplerRole(ctx: RoleContext): Promise<void> {
   const { lineage, N } = ctx;
+  const bound = ctx.config.serve.maxStaleness;
   const taken = new Map<number, number>();
-  /** A slot for one prompt under the current version; waits for the next round once this process took N for this one. */
-  const slot = async (): Promise<number | null> => {
+  /**
+   * A slot for one prompt: the current version and the round its group is for — the round that
+   * trains from it while this process took fewer than N for it, else (bounded staleness) one of the
+   * next `bound` rounds; once all are full, it waits for the next round.
+   */
+  const slot = async (): Promise<Slot | null> => {
     for (;;) {
-      const v = lineage.current().version;
+      const version = lineage.current().version;
       const round = lineage.nextRound();
-      if ((taken.get(round) ?? 0) < N) {
-        taken.set(round, (taken.get(round) ?? 0) + 1);
-        return v;
+      for (let target = round; target <= round + bound; target++) {
+        if ((taken.get(target) ?? 0) < N) {
+          taken.set(target, (taken.get(target) ?? 0) + 1);
+          return { version, round: target };
+        }
       }
       try {
         // a promoted checkpoint moves the policy on, a rejected one only the round (fresh prompts, same policy)
@@ -227,29 +322,41 @@ async function samplerRole(ctx: RoleContext): Promise<void> {
       }
     }
   };
-  const counts = await serveRecordStage(ctx, sampleStage, slot);
+  const counts = await serveRecordStage(ctx, 'sampler', sampleStage, slot);
   ctx.log.info('sampler stopped', { ...counts });
 }
 
 async function scorerRole(ctx: RoleContext): Promise<void> {
-  const counts = await serveRecordStage(ctx, scoreStage, async (g) => g.policyVersion);
+  // the reward of the version that sampled the group, in the round the group is tagged with
+  const counts = await serveRecordStage(ctx, 'scorer', scoreStage, async (g) => ({ version: g.policyVersion, round: g.round }));
   ctx.log.info('scorer stopped', { ...counts });
+}
+
+/** The policy version an input is computed under, and the round its output is for. */
+interface Slot {
+  version: number;
+  round: number;
 }
 
 /**
  * A per-record stage as a service: every input of its topic, forever, each under a policy version
- * (`versionOf`: the sampler's slot, or the version that sampled a group), on the engine of that
- * version's round (switched when the version moves on), in the chunks of the stage's grouping rule.
+ * and for a round (`slotOf`: the sampler's slot, or the version that sampled a group and its round),
+ * on the engine of that version (switched when the version moves on), in the chunks of the stage's grouping rule.
  */
 async function serveRecordStage<In, Out, E extends { close(): Promise<void> }>(
   ctx: RoleContext,
+  role: ServeRole,
   stage: RecordStage<In, Out, E>,
-  versionOf: (input: In) => Promise<number | null>,
+  slotOf: (input: In) => Promise<Slot | null>,
 ): Promise<StageCounts> {
   const { bus, config, lineage, T, metrics } = ctx;
   const dirOf = (v: number) => lineage.get(v).location;
-  const roundOf = (policy: number): RoundContext => ({ config, versions: roundVersions(roundFrom(policy, lineage.rejected()), config.method, lineage.rejected()), dirOf, runId: ctx.namespace ?? 'dice', roundPrompts: new Set(), roundPromptOrder: [] });
-  const engines = engineSwitch((v) => stage.openEngine(dirOf(v), config));
+  const contextOf = (slot: Slot): RoundContext => ({ config, versions: samplingVersions(slot.round, slot.version, config.method, lineage.rejected()), dirOf, runId: ctx.namespace ?? 'dice', roundPrompts: new Set(), roundPromptOrder: [] });
+  const engines = engineSwitch(
+    (v) => stage.openEngine(dirOf(v), config),
+    (fromVersion, toVersion, seconds) => metrics.stageEvent(stageEvent('serve/engine-switch', { role, fromVersion, toVersion, seconds }), lineage.nextRound()),
+  );
+  const clock = new RoleClock(role, ctx);
   try {
     return await runPerRecordStage(
       recordStageRun(stage, {
@@ -261,21 +368,23 @@ async function serveRecordStage<In, Out, E extends { close(): Promise<void> }>(
         stop$: ctx.stop$,
         operator: (drop) => (in$) =>
           in$.pipe(
-            dropStale(stage, () => lineage.current().version, ctx, (v) => {
+            dropStale(stage, (v) => versionsBehind(v, lineage.current().version, lineage.rejected()), ctx, (v) => {
               const stale = stage.staleEvent?.(v);
               if (stale) metrics.stageEvent(stale.event, stale.round);
               drop(stage.inFlightKey(v));
             }),
-            concatMap(async (input) => ({ input, version: await versionOf(input) })),
-            filter((x): x is { input: In; version: number } => x.version !== null),
+            concatMap(async (input) => ({ input, slot: await slotOf(input) })),
+            filter((x): x is { input: In; slot: Slot } => x.slot !== null),
             // dice serve has no round prompt list for the grouping rule to cut batches from (its
             // rounds form as groups arrive), so each input is computed alone: the rule's answer for an
             // empty round, and reproducible across restarts.
-            concatMap(async ({ input, version }) => {
-              const round = roundOf(version);
-              const engine = await engines.get(stage.engineVersion(round.versions));
-              return stage.call([input], engine, round);
-            }),
+            concatMap(({ input, slot }) =>
+              clock.busy(async () => {
+                const round = contextOf(slot);
+                const engine = await engines.get(stage.engineVersion(round.versions));
+                return stage.call([input], engine, round);
+              }),
+            ),
             concatMap((outputs) => from(outputs)),
           ),
         emit: (e, round) => metrics.stageEvent(e, round),
@@ -283,34 +392,68 @@ async function serveRecordStage<In, Out, E extends { close(): Promise<void> }>(
       }),
     );
   } finally {
+    clock.stop();
     await engines.close();
   }
 }
 
 async function trainerRole(ctx: RoleContext): Promise<void> {
-  const { bus, config, lineage, T, N, log } = ctx;
+  const { bus, config, lineage, T, N, log, metrics } = ctx;
   const groupId = `${ctx.namespace ?? 'dice'}.serve.train`;
   const waiting = new Map<number, Decoded<ScoredGroup>[]>();
-  const run$ = bus.consume({ groupId, topics: [T('scored')], maxInFlight: Math.max(1000, 4 * N) }).pipe(
+  const clock = new RoleClock('trainer', ctx);
+  let dropped = 0;
+  /** Versions the group's sampler is behind the current policy (the one the next round trains from). */
+  const behind = (g: ScoredGroup) => versionsBehind(g.policyVersion, lineage.current().version, lineage.rejected());
+  // a group of a round trained already (or whose version the gate rejected since: its policy sampled on
+  // for a fresh round), or sampled by a policy more than serve.maxStaleness versions behind
+  const tooOld = (g: ScoredGroup) => config.strictOnPolicy && (g.round < lineage.nextRound() || tooStale(config, behind(g)));
+  const drop = async (d: Decoded<ScoredGroup>) => {
+    dropped++;
+    metrics.stageEvent(stageEvent('train/stale-dropped', { promptId: d.value.promptId, policyVersion: d.value.policyVersion, round: d.value.round, staleness: behind(d.value) }), d.value.round);
+    await commitAll(bus, groupId, [], [d]);
+  };
+  /** Runs every round that has its N groups (one may be waiting already when the version it trains from appears). */
+  const roundsDue = async () => {
+    for (;;) {
+      for (const [r, list] of waiting) {
+        const keep: Decoded<ScoredGroup>[] = [];
+        for (const d of list) if (tooOld(d.value)) await drop(d);
+        else keep.push(d);
+        if (keep.length > 0) waiting.set(r, keep);
+        else waiting.delete(r);
+      }
+      const round = lineage.nextRound();
+      const list = waiting.get(round) ?? [];
+      if (list.length < N) return;
+      const groups = list.splice(0, N);
+      const droppedBefore = dropped;
+      dropped = 0;
+      await clock.busy(() => serveRound(ctx, round, groups, groupId, droppedBefore));
+    }
+  };
+  const scored$ = bus.consume({ groupId, topics: [T('scored')], maxInFlight: Math.max(1000, 4 * N * (1 + config.serve.maxStaleness)) }).pipe(
     takeUntil(ctx.stop$),
     decodeOrDeadLetter(bus, scoredTopic, { groupId, deadLetterTopic: T('dead-letter') }),
+  );
+  // a new version can make a round due without a new group (its N groups were sampled ahead, bounded staleness)
+  const versions$ = lineage.changes.pipe(takeUntil(ctx.stop$), map(() => null));
+  const run$ = merge(scored$, versions$).pipe(
     concatMap(async (d) => {
-      const current = lineage.current().version;
-      const round = lineage.nextRound();
-      // a group of an older policy, or of a round whose version the gate rejected since (its policy sampled on for a fresh round)
-      if (config.strictOnPolicy && (d.value.policyVersion < current || d.value.round < round)) {
-        ctx.metrics.stageEvent(stageEvent('train/stale-dropped', { promptId: d.value.promptId, policyVersion: d.value.policyVersion }), d.value.round);
-        await commitAll(bus, groupId, [], [d]);
-        return;
+      if (d !== null) {
+        if (tooOld(d.value)) return drop(d);
+        const list = waiting.get(d.value.round) ?? [];
+        list.push(d);
+        waiting.set(d.value.round, list);
       }
-      const list = waiting.get(d.value.round) ?? [];
-      list.push(d);
-      waiting.set(d.value.round, list);
-      if (list.length < N || d.value.policyVersion !== current || d.value.round !== round) return;
-      await serveRound(ctx, round, list.splice(0, N), groupId);
+      await roundsDue();
     }),
   );
-  await lastValueFrom(run$, { defaultValue: undefined });
+  try {
+    await lastValueFrom(run$, { defaultValue: undefined });
+  } finally {
+    clock.stop();
+  }
   log.info('trainer stopped', { waitingGroups: [...waiting.values()].reduce((s, l) => s + l.length, 0) });
 }
 
@@ -320,13 +463,15 @@ function promptOf(g: ScoredGroup): PromptRecord {
 }
 
 /** One round inside the trainer: Algorithm 1 from its N scored groups on — committed as one unit. */
-async function serveRound(ctx: RoleContext, round: number, consumed: Decoded<ScoredGroup>[], groupId: string): Promise<void> {
+async function serveRound(ctx: RoleContext, round: number, consumed: Decoded<ScoredGroup>[], groupId: string, droppedStale: number): Promise<void> {
   const { bus, config, lineage, T, metrics } = ctx;
   const rlog = ctx.log.child({ round });
+  const offline = await readWholeTopic(bus, T('offline'), offlineTopic);
+  // logged as the round/start event is emitted (nothing awaited in between)
   rlog.info('round starts', { policy: versionLabel(lineage.current().version), groups: consumed.length });
   const checkpointDir = join(resolve(ctx.outDir), `v${round}`);
   const executor = new ServiceRoundExecutor(consumed.map((d) => d.value), T, (e) => metrics.stageEvent(e, round), rlog);
-  const { versions } = await diceRound(
+  const { versions, windows } = await diceRound(
     {
       round,
       config,
@@ -334,14 +479,44 @@ async function serveRound(ctx: RoleContext, round: number, consumed: Decoded<Sco
       dirOf: (v) => (v === round ? checkpointDir : lineage.get(v).location),
       runId: ctx.namespace ?? 'dice',
       roundPrompts: consumed.map((d) => promptOf(d.value)),
-      offline: await readWholeTopic(bus, T('offline'), offlineTopic),
+      offline,
       rejected: lineage.rejected(),
       train: { checkpointDir },
       emit: (e) => metrics.stageEvent(e, round),
     },
     executor,
   );
+  metrics.stageEvent(stalenessHistogram(consumed.map((d) => d.value), windows ?? [], versions.policy, lineage.rejected(), config.serve.maxStaleness, droppedStale), round);
   await commitAll(bus, groupId, executor.outputs, consumed);
   // the watcher sees the new version on the topic; wait so this process's own roles switch before going on
   await firstValueFrom(lineage.changes.pipe(filter((m) => m.has(versions.produces))));
+}
+
+/** The round's `train/staleness` event: how far behind the round's policy the sampler of each training pair was. */
+export function stalenessHistogram(
+  groups: readonly ScoredGroup[],
+  windows: ReadonlyArray<{ pairs: ReadonlyArray<{ promptId: string }> }>,
+  policy: number,
+  rejected: ReadonlySet<number>,
+  maxStaleness: number,
+  dropped: number,
+): StageEvent<'train/staleness'> {
+  const stalenessOf = new Map(groups.map((g) => [g.promptId, versionsBehind(g.policyVersion, policy, rejected)]));
+  const histogram: number[] = Array(maxStaleness + 1).fill(0);
+  let sum = 0;
+  const pairs = windows.flatMap((w) => w.pairs);
+  for (const p of pairs) {
+    const s = stalenessOf.get(p.promptId) ?? 0;
+    histogram[s] = (histogram[s] ?? 0) + 1;
+    sum += s;
+  }
+  return stageEvent('train/staleness', {
+    policyVersion: policy,
+    maxStaleness,
+    groups: groups.length,
+    pairs: pairs.length,
+    histogram: JSON.stringify(histogram),
+    meanStaleness: pairs.length > 0 ? sum / pairs.length : 0,
+    dropped,
+  });
 }

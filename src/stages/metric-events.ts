@@ -25,6 +25,8 @@ export interface PipelineEvents {
     onnxruntime: string;
     threads: number;
     node: string;
+    /** Which executor recorded it: `dice serve` records its own config since bounded staleness; absent: `dice run`. */
+    executor?: 'run' | 'serve';
   };
   'round/start': { policyVersion: number; referenceVersion: number; trainingReferenceVersion: number; prompts: number };
   'sample/group': {
@@ -70,7 +72,22 @@ export interface PipelineEvents {
     lr: number;
     tokensPerSecond: number;
   };
-  'train/stale-dropped': { promptId: string; policyVersion: number };
+  /** A scored group the trainer did not take: its round was already trained, or its sampler is more than serve.maxStaleness versions behind. */
+  'train/stale-dropped': { promptId: string; policyVersion: number; round: number; staleness: number };
+  /**
+   * `dice serve`: how many versions behind the round's policy the sampler of each training pair was
+   * (bounded staleness). `histogram[s]`: pairs of staleness s, as JSON; `dropped`: groups dropped as
+   * too stale since the previous round.
+   */
+  'train/staleness': { policyVersion: number; maxStaleness: number; groups: number; pairs: number; histogram: string; meanStaleness: number; dropped: number };
+  /**
+   * `dice serve`: one role's time over one round (from the policy it trains from being published to
+   * the round's version being published), split into busy (engine work, or training the round) and
+   * waiting.
+   */
+  'serve/role-time': { role: string; seconds: number; busySeconds: number; waitingSeconds: number; utilisation: number };
+  /** `dice serve`: a role's engine moved to another model version (after the group in flight finished on the old one). */
+  'serve/engine-switch': { role: string; fromVersion: number | null; toVersion: number; seconds: number };
   /** The health of v_t before promotion (src/stages/health.ts); null: not measured (no probes). */
   'health/version': {
     version: number;

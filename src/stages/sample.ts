@@ -8,6 +8,8 @@ import { stageEvent, usesChatTemplate, type RecordStage, type RoundContext } fro
 /**
  * Alg. 1 line 3 — prompts → samples: K responses per prompt from π_θ(t−1), each with its untempered
  * log-prob (operators/sample.ts; seeds deriveSeed(run seed, prompt, version), src/util/random.ts).
+ * With bounded staleness (`dice serve`, serve.maxStaleness = s) a group of round t may come from a
+ * policy up to s versions older: it records that version (policyVersion) and its round (round).
  * Engine batches: fixed chunks of the round's prompt order, each sampled whole when its first
  * member arrives, so results repeat bit for bit whatever the arrival order or restarts.
  */
@@ -20,6 +22,7 @@ export const sampleStage: RecordStage<PromptRecord, SamplesGroup, Sampler, 'samp
   inFlightKey: (p) => p.promptId,
   answers: (g) => g.promptId,
   roundOf: (g) => g.round,
+  madeBy: (g) => g.policyVersion,
   doneMessage: 'sampled',
   // fixed chunks of sampling.promptsPerCall prompts of the round's prompt order (promptsPerCall × K rows)
   grouping: (ctx) => promptChunks(ctx.roundPromptOrder, ctx.config.sampling.promptsPerCall),

@@ -4,13 +4,14 @@ import { alone } from '../../operators/engine-batches.ts';
 import { score, scoreBatch, scoreKey, type ScoreOptions } from '../../operators/score.ts';
 import { Scorer } from '../engine/scorer.ts';
 import { engineOptions } from '../service/round-config.ts';
-import { stageEvent, type RecordStage, type RoundContext } from './stage.ts';
+import { stageEvent, tooStale, type RecordStage, type RoundContext } from './stage.ts';
 
 /**
  * Alg. 1 line 4 (first half) — samples → scored: the reference π_ref(t−1)'s log-probs of every
  * response and the implicit reward r = β(log π_θ(t−1) − log π_ref(t−1)) (Eq. 4,
- * src/dice/reward.ts:implicitReward) from the sampler's recorded log-probs. Strictly on-policy:
- * a group sampled by an older policy is dropped and counted. One group per reference pass (see
+ * src/dice/reward.ts:implicitReward) from the sampler's recorded log-probs, with the (policy,
+ * reference) of the version that sampled the group. Strictly on-policy up to `serve.maxStaleness`:
+ * a group sampled by a policy more versions behind is dropped and counted. One group per reference pass (see
  * the sample stage).
  */
 export const scoreStage: RecordStage<SamplesGroup, ScoredGroup, Scorer, 'score/group' | 'score/stale-dropped'> = {
@@ -25,7 +26,8 @@ export const scoreStage: RecordStage<SamplesGroup, ScoredGroup, Scorer, 'score/g
   doneMessage: 'scored',
   grouping: () => alone(),
   inRound: (g, ctx) => g.round === ctx.versions.round,
-  isStale: (g, currentPolicy, config) => config.strictOnPolicy && g.policyVersion < currentPolicy,
+  isStale: (g, behind, config) => tooStale(config, behind(g.policyVersion)),
+  madeBy: (g) => g.policyVersion,
   engineVersion: (v) => v.scoringReference,
   openEngine: (modelDir, config) => Scorer.open({ modelDir, ...engineOptions(config) }),
   operator: (reference, ctx) => score({ ...scoreOptions(reference, ctx), chunkOf: scoreStage.grouping(ctx) }),

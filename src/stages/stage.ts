@@ -65,6 +65,11 @@ export function usesChatTemplate(config: RunConfig, policyDir: string): boolean 
   return config.sampling.chatTemplate && readChatTemplate(policyDir) !== null;
 }
 
+/** The staleness rule of the stages (score, train): more than `serve.maxStaleness` versions behind (0: any) is too stale. */
+export function tooStale(config: RunConfig, versionsBehind: number): boolean {
+  return config.strictOnPolicy && versionsBehind > config.serve.maxStaleness;
+}
+
 export function byKey<T>(keyOf: (v: T) => string): (a: T, b: T) => number {
   return (a, b) => {
     const x = keyOf(a);
@@ -101,8 +106,14 @@ export interface RecordStage<In, Out, Engine extends { close(): Promise<void> },
   grouping: (ctx: RoundContext) => BatchOf<In>;
   /** Inputs of this round (the others are committed without output). */
   inRound: (input: In, ctx: RoundContext) => boolean;
-  /** Strictly on-policy: an input made by an older policy than `currentPolicy` is dropped (committed, counted). */
-  isStale?: (input: In, currentPolicy: number, config: RunConfig) => boolean;
+  /**
+   * Strictly on-policy up to the staleness bound: an input made by a policy more versions behind the
+   * current one than `serve.maxStaleness` (`behind(v)`: how far version v is behind) is dropped
+   * (committed, counted). See `tooStale`.
+   */
+  isStale?: (input: In, behind: (sampledBy: number) => number, config: RunConfig) => boolean;
+  /** The policy version that made an output (its group's sampler): with bounded staleness a round mixes versions. */
+  madeBy: (output: Out) => number;
   /** The lineage version whose model the stage's engine runs in a round. */
   engineVersion: (versions: RoundVersions) => number;
   openEngine: (modelDir: string, config: RunConfig) => Promise<Engine>;

@@ -20,10 +20,12 @@ import { saveModel } from '../model/load.ts';
 import type { Tokenizer } from '../model/tokenizer.ts';
 import { Trainer, type PreferencePair, type SftExample as TokenSftExample, type StepMetrics } from '../engine/trainer.ts';
 import { preferenceRows } from '../engine/trainer-batch.ts';
+import { trainSteps } from '../engine/train-loop.ts';
 import { toJsonLine } from '../io/records-file.ts';
 import type { Logger } from '../util/log.ts';
 import { Progress } from '../util/log.ts';
-import { deriveSeed, Rng } from '../util/random.ts';
+import { datasetBatcher } from '../util/epoch-batcher.ts';
+import { deriveSeed } from '../util/random.ts';
 import { arenaModelConfig, type ArenaShape } from './bootstrap-model.ts';
 import { DEFAULT_JUDGE, type JudgeOptions } from './judge.ts';
 import { makeOfflinePairs, makeSftExamples, type OfflinePair } from './offline.ts';
@@ -273,20 +275,6 @@ function eosOf(tokenizer: Tokenizer): number {
   return tokenizer.eosTokenId;
 }
 
-/** Epoch-wise seeded shuffles: each step takes the next `batch` items. */
-function batchOrder(n: number, batch: number, seed: number): () => number[] {
-  const rng = new Rng(seed);
-  let order: number[] = [];
-  return () => {
-    const picked: number[] = [];
-    while (picked.length < Math.min(batch, n)) {
-      if (order.length === 0) order = rng.shuffle([...Array(n).keys()]);
-      picked.push(order.pop()!);
-    }
-    return picked;
-  };
-}
-
 function summary(m: StepMetrics): StepSummary {
   return { step: m.step, loss: m.loss, rewardAccuracy: m.rewardAccuracy, margin: m.margin };
 }
@@ -301,16 +289,15 @@ async function trainSft(
 ): Promise<StepSummary[]> {
   const s = settings.sft;
   const trainer = await Trainer.open({ modelDir: fromDir }, { loss: 'sft', beta: 1, lr: s.lr, warmupSteps: s.warmupSteps, threads: settings.threads });
-  const next = batchOrder(data.length, s.batch, deriveSeed(settings.seed, 'sft-order'));
-  const history: StepSummary[] = [];
+  const order = datasetBatcher(data.length, s.batch, deriveSeed(settings.seed, 'sft-order'));
   const progress = new Progress(meta.stage === 'sft' ? 'sft π_ref(0)' : `${meta.stage} π_θ(0)`, s.steps);
+  let history: StepSummary[] = [];
   try {
-    for (let step = 0; step < s.steps; step++) {
-      const m = await trainer.step({ kind: 'sft', examples: next().map((i) => data[i]) });
-      history.push(summary(m));
+    const steps = await trainSteps(trainer, s.steps, () => ({ kind: 'sft', examples: order.next().map((i) => data[i]) }), (m, step) => {
       progress.tick(1, `loss ${m.loss.toFixed(3)}`);
       if ((step + 1) % Math.max(1, Math.floor(s.steps / 10)) === 0) log.info(meta.stage, { step: m.step, of: s.steps, loss: Number(m.loss.toFixed(4)) });
-    }
+    });
+    history = steps.map(summary);
     const { stage, ...versions } = meta;
     await trainer.save(outDir, { ...versions, metrics: { stage, ...s, finalLoss: history[history.length - 1]?.loss ?? null } });
   } finally {
@@ -330,7 +317,7 @@ export async function trainOfflineDpo(
 ): Promise<StepSummary[]> {
   const s = settings.dpo;
   const trainer = await Trainer.open({ modelDir: refDir }, { loss: 'dpo', beta: s.beta, lr: s.lr, warmupSteps: s.warmupSteps, threads: settings.threads, microBatch: s.microBatch });
-  const history: StepSummary[] = [];
+  let history: StepSummary[] = [];
   const progress = new Progress('dpo π_θ(0)', s.steps);
   try {
     // The policy starts at π_ref(0), so its log-probs before the first step are the reference's.
@@ -346,15 +333,14 @@ export async function trainOfflineDpo(
       });
       withRef.push(...chunk);
     }
-    const next = batchOrder(withRef.length, s.batch, deriveSeed(settings.seed, 'dpo-order'));
-    for (let step = 0; step < s.steps; step++) {
-      const m = await trainer.step({ kind: 'preference', pairs: next().map((i) => withRef[i]) });
-      history.push(summary(m));
+    const order = datasetBatcher(withRef.length, s.batch, deriveSeed(settings.seed, 'dpo-order'));
+    const steps = await trainSteps(trainer, s.steps, () => ({ kind: 'preference', pairs: order.next().map((i) => withRef[i]) }), (m, step) => {
       progress.tick(1, `loss ${m.loss.toFixed(3)} acc ${m.rewardAccuracy.toFixed(2)}`);
       if ((step + 1) % Math.max(1, Math.floor(s.steps / 5)) === 0) {
         log.info('dpo', { step: m.step, of: s.steps, loss: Number(m.loss.toFixed(4)), rewardAccuracy: Number(m.rewardAccuracy.toFixed(3)) });
       }
-    }
+    });
+    history = steps.map(summary);
     await trainer.save(outDir, { version: 'v0', parentVersion: 'ref0', referenceVersion: 'ref0', metrics: { stage: 'offline-dpo', ...s, finalLoss: history[history.length - 1]?.loss ?? null } });
   } finally {
     progress.finish();

@@ -4,6 +4,7 @@ import { parseRelocations, promptsInRoundOrder, relocate, type RecordedRun } fro
 import { firstDifference, reportValue } from '../../src/archive/verify-diff.ts';
 import type { BusRecord } from '../../topics/bus.ts';
 import type { PromptRecord } from '../../topics/prompts.ts';
+import { promptOrderMarker, promptOrdersOf } from '../../topics/markers.ts';
 import type { SamplesGroup } from '../../topics/samples.ts';
 
 describe('verify: first difference of two records', () => {
@@ -67,7 +68,19 @@ describe('replay: prompts in the recorded round order', () => {
       prompts: ['a', 'b', 'c', 'd', 'e', 'f', 'g'].map((id) => ({ value: prompt(id), record })),
       samples: [group('f', 1), group('b', 2), group('a', 1), group('d', 2)].map((value) => ({ value, record })),
       samplerRejected: new Map([['c', 1]]),
+      promptOrders: new Map(),
     } as unknown as RecordedRun;
     assert.deepEqual(promptsInRoundOrder(run).map((p) => p.promptId), ['a', 'c', 'f', 'b', 'd', 'e', 'g']);
+  });
+
+  it("within a round, the run's recorded prompt order (its 'prompts' marker) beats the bus order", () => {
+    const run = {
+      prompts: ['a', 'b', 'c', 'd', 'e'].map((id) => ({ value: prompt(id), record })),
+      samples: [group('a', 1), group('c', 1), group('b', 2), group('d', 2)].map((value) => ({ value, record })),
+      samplerRejected: new Map(),
+      // the prompts topic's partitions gave a, b, c, d; the run took c, a in round 1 and d, b in round 2
+      promptOrders: promptOrdersOf([promptOrderMarker(1, ['c', 'a']), promptOrderMarker(2, ['d', 'b']), promptOrderMarker(1, ['a', 'c'])]),
+    } as unknown as RecordedRun;
+    assert.deepEqual(promptsInRoundOrder(run).map((p) => p.promptId), ['c', 'a', 'd', 'b', 'e']);
   });
 });

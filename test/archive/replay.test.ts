@@ -12,7 +12,9 @@ import { readWholeTopic } from '../../src/service/stage-runner.ts';
 import type { BusRecord } from '../../topics/bus.ts';
 import { checkpointsTopic, type Checkpoint } from '../../topics/checkpoints.ts';
 import { openBus } from '../../topics/open-bus.ts';
+import { markersTopic, promptOrdersOf } from '../../topics/markers.ts';
 import { pairsTopic } from '../../topics/pairs.ts';
+import { promptsTopic } from '../../topics/prompts.ts';
 import { topicName } from '../../topics/registry.ts';
 import { samplesTopic } from '../../topics/samples.ts';
 import { scoredTopic } from '../../topics/scored.ts';
@@ -25,6 +27,8 @@ import { makeRunFixture, runCli } from '../service/run-helpers.ts';
  */
 
 const fixture = makeRunFixture();
+// two engine batches per round (4 prompts, 2 per call), so the batches depend on the round's prompt order
+fixture.args.push('--set', 'sampling.promptsPerCall=2');
 const runDir = join(fixture.dir, 'run');
 const archive = join(fixture.dir, 'archive');
 
@@ -68,6 +72,13 @@ describe('dice replay', () => {
       report.stages.map((v) => [v.round, v.stage, v.identical]),
       [1, 2].flatMap((round) => ['samples', 'scored', 'pairs', 'batches', 'checkpoints'].map((stage) => [round, stage, true])),
     );
+    // the run recorded each round's prompt order (file order), which the 4-partition prompts topic does not keep
+    const prompts = (await archived(archive, 'prompts')).map((r) => promptsTopic.decode(r.value));
+    const idOf = new Map(prompts.map((p) => [p.text, p.promptId]));
+    const fileOrder = Array.from({ length: 8 }, (_, i) => idOf.get(`Reverse the word cat${i}.`)!);
+    const orders = promptOrdersOf((await archived(archive, 'markers')).map((r) => markersTopic.decode(r.value)));
+    assert.deepEqual([orders.get(1), orders.get(2)], [fileOrder.slice(0, 4), fileOrder.slice(4)]);
+    assert.notDeepEqual(prompts.map((p) => p.promptId), fileOrder, 'the bus order differs from the run order (else this test proves nothing about it)');
     // every stage compared real records: 4 prompts per round, 3 steps, one checkpoint
     for (const v of report.stages) assert.equal(v.records, ({ samples: 4, scored: 4, pairs: 4, batches: 3, checkpoints: 1 } as Record<string, number>)[v.stage], `${v.stage} r${v.round}`);
     // the re-trained weights themselves hash to the recorded checkpoints

@@ -155,6 +155,22 @@ describe('dashboard in chromium', () => {
     assert.deepEqual(pageErrors, []);
   });
 
+  it('shows dice serve’s busy/waiting time per role and round, its engine switches and the staleness histogram of each round’s pairs', async () => {
+    const metrics = new MetricsEmitter(bus, NS);
+    metrics.stageEvent(stageEvent('serve/role-time', { role: 'sampler', seconds: 10, busySeconds: 7.5, waitingSeconds: 2.5, utilisation: 0.75 }), 1);
+    metrics.stageEvent(stageEvent('serve/role-time', { role: 'trainer', seconds: 10, busySeconds: 4, waitingSeconds: 6, utilisation: 0.4 }), 1);
+    metrics.stageEvent(stageEvent('train/staleness', { policyVersion: 1, maxStaleness: 1, groups: 4, pairs: 3, histogram: '[1,2]', meanStaleness: 2 / 3, dropped: 1 }), 2);
+    metrics.stageEvent(stageEvent('serve/engine-switch', { role: 'sampler', fromVersion: 0, toVersion: 1, seconds: 0.25 }), 2);
+    metrics.stageEvent(stageEvent('serve/engine-switch', { role: 'scorer', fromVersion: null, toVersion: 0, seconds: 1.5 }), 1);
+    await metrics.flush();
+    await page.waitForFunction(() => document.querySelectorAll('#role-time tbody tr').length === 2 && document.querySelectorAll('#staleness tbody tr').length === 1 && document.querySelectorAll('#engine-switches tbody tr').length === 2);
+    const cells = (id: string) => page.$$eval(`#${id} tbody tr`, (rs) => rs.map((r) => [...(r as HTMLTableRowElement).cells].slice(1).map((c) => c.textContent)));
+    assert.deepEqual(await cells('role-time'), [['1', 'trainer', '4.00', '6.00', '40 %'], ['1', 'sampler', '7.50', '2.50', '75 %']]);
+    assert.deepEqual(await cells('staleness'), [['2', '1', '[1,2]', '0.67', '1', '1']]);
+    assert.deepEqual(await cells('engine-switches'), [['1', 'scorer', '– → v0', '1.50'], ['2', 'sampler', 'v0 → v1', '0.25']]);
+    assert.deepEqual(pageErrors, []);
+  });
+
   it('reconnects after the server restarts and gets the history again', async () => {
     const port = monitor.port;
     await monitor.close();

@@ -241,7 +241,7 @@ const state = { events: 0, round: undefined, policy: undefined, reference: undef
 function resetState() {
   for (const c of Object.values(charts)) c.reset();
   Object.assign(state, { events: 0, round: undefined, policy: undefined, reference: undefined });
-  for (const id of ['checkpoints', 'evaluations', 'event-log', 'health']) $(id).tBodies[0].replaceChildren();
+  for (const id of ['checkpoints', 'evaluations', 'event-log', 'health', 'role-time', 'staleness', 'engine-switches']) $(id).tBodies[0].replaceChildren();
   $('alerts').replaceChildren();
   checkpointRows.clear();
   gateDecisions.clear();
@@ -396,6 +396,46 @@ function apply(e) {
   if (rejected !== undefined) {
     const from = field(e, 'health/gate-failed', 'parentVersion');
     alertLine(`health gate failed: v${rejected} rejected, samplers and scorers stay on v${str(from)} — ${text(e, 'health/gate-failed', 'reasons') ?? ''}`);
+    return true;
+  }
+
+  // dice serve: each role's busy and waiting time per round, and the staleness of each round's pairs.
+  const busy = field(e, 'serve/role-time', 'busySeconds');
+  if (busy !== undefined) {
+    const utilisation = field(e, 'serve/role-time', 'utilisation');
+    prependRow('role-time', [
+      timeText(e.time),
+      str(e.round),
+      text(e, 'serve/role-time', 'role') ?? '–',
+      fixed(busy, 2),
+      fixed(field(e, 'serve/role-time', 'waitingSeconds'), 2),
+      utilisation === undefined ? '–' : `${(100 * utilisation).toFixed(0)} %`,
+    ]);
+    return true;
+  }
+  const switched = field(e, 'serve/engine-switch', 'toVersion');
+  if (switched !== undefined) {
+    const from = field(e, 'serve/engine-switch', 'fromVersion');
+    prependRow('engine-switches', [
+      timeText(e.time),
+      str(e.round),
+      text(e, 'serve/engine-switch', 'role') ?? '–',
+      `${from === undefined ? '–' : `v${from}`} → v${switched}`,
+      fixed(field(e, 'serve/engine-switch', 'seconds'), 2),
+    ]);
+    return true;
+  }
+  const histogram = text(e, 'train/staleness', 'histogram');
+  if (histogram !== undefined) {
+    prependRow('staleness', [
+      timeText(e.time),
+      str(e.round),
+      str(field(e, 'train/staleness', 'policyVersion')),
+      histogram,
+      fixed(field(e, 'train/staleness', 'meanStaleness'), 2),
+      str(field(e, 'train/staleness', 'maxStaleness')),
+      str(field(e, 'train/staleness', 'dropped')),
+    ]);
     return true;
   }
 
