@@ -168,15 +168,19 @@ export interface GateDecision {
 
 const fmt = (x: number) => (Number.isFinite(x) ? Number(x.toPrecision(4)).toString() : String(x));
 
+/** Far below any meaningful step of a metric (one held-out pair of 10⁴ is 10⁻⁴), far above float rounding. */
+const GATE_TOLERANCE = 1e-9;
+
 /** Promote v_t or reject it with its reasons. An undefined metric (NaN) fails the check it feeds. */
 export function gate(health: VersionHealth, policy: GatePolicy): GateDecision {
   if (policy.mode === 'always-promote') return { promoted: true, reasons: [] };
   const reasons: string[] = [];
+  // a metric at its threshold passes: differences of accuracies (0.73 − 0.71 = 0.0200…02) carry rounding
   const below = (name: string, value: number, min: number | undefined) => {
-    if (min !== undefined && !(value >= min)) reasons.push(`${name} ${fmt(value)} < ${fmt(min)}`);
+    if (min !== undefined && !(value >= min - GATE_TOLERANCE)) reasons.push(`${name} ${fmt(value)} < ${fmt(min)}`);
   };
   const above = (name: string, value: number, max: number | undefined) => {
-    if (max !== undefined && !(value <= max)) reasons.push(`${name} ${fmt(value)} > ${fmt(max)}`);
+    if (max !== undefined && !(value <= max + GATE_TOLERANCE)) reasons.push(`${name} ${fmt(value)} > ${fmt(max)}`);
   };
   below('held-out accuracy of the round reward', health.roundAccuracy.accuracy, policy.minRoundAccuracy);
   if (health.previousCumulativeAccuracy !== undefined) {

@@ -124,3 +124,12 @@ test('an undefined metric fails its check; "always-promote" and unset thresholds
   // The first version checked has no earlier cumulative accuracy to drop from.
   assert.equal(gate(healthOf({ previousCumulativeAccuracy: undefined, cumulativeAccuracy: { accuracy: 0, meanMargin: 0, count: 5 } }), policy).promoted, true);
 });
+
+test('a metric exactly at its threshold passes, whatever the rounding of the difference', () => {
+  // 0.73 − 0.71 is 0.020000000000000018 in floats: a drop of exactly 0.02 (two pairs of 100)
+  const atCap = gate(healthOf({ previousCumulativeAccuracy: 0.73, cumulativeAccuracy: { accuracy: 0.71, meanMargin: 0.4, count: 100 } }), policy);
+  assert.deepEqual(atCap, { promoted: true, reasons: [] });
+  const pastCap = gate(healthOf({ previousCumulativeAccuracy: 0.73, cumulativeAccuracy: { accuracy: 0.7, meanMargin: 0.4, count: 100 } }), policy);
+  assert.deepEqual(pastCap.reasons, ['drop of the cumulative held-out accuracy 0.03 > 0.02']);
+  assert.equal(gate(healthOf({ roundAccuracy: { accuracy: 0.55, meanMargin: 0, count: 20 } }), policy).promoted, true);
+});
