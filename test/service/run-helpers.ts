@@ -34,6 +34,18 @@ export function makeRunFixture(prompts = 8, offline = 24): { dir: string; args: 
   return { dir, args };
 }
 
+/** `dice serve` on a run fixture's models and offline pairs, writing checkpoints under its folder. */
+export function serveArgs(fixture: { dir: string; args: string[] }, bus: string): string[] {
+  const flag = (name: string) => fixture.args[fixture.args.indexOf(name) + 1];
+  return ['serve', '--policy', flag('--policy'), '--ref', flag('--ref'), '--offline', join(fixture.dir, 'offline.jsonl'), '--out', join(fixture.dir, 'ckpt'), '--bus', bus];
+}
+
+/** The serve tests' tiny recipe: rounds of 4 prompts × 4 samples, 2 steps of 4 pairs. */
+export const TINY_SERVE_RECIPE = [
+  '--prompts-per-round', '4', '-k', '4', '--steps', '2', '--batch', '4', '--max-new-tokens', '8', '--lr', '1e-3', '--warmup', '1',
+  '--set', 'filters.dropTruncated=false',
+];
+
 export interface DiceRun {
   code: number | null;
   signal: NodeJS.Signals | null;

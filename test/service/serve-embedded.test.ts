@@ -2,17 +2,15 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { openBus } from '../../topics/open-bus.ts';
-import { CliProcess, makeRunFixture, readCheckpoints, readLineage, runCli } from './run-helpers.ts';
+import { CliProcess, makeRunFixture, readCheckpoints, readLineage, runCli, serveArgs, TINY_SERVE_RECIPE } from './run-helpers.ts';
 
 test('dice serve picks up prompts produced after it started, completes rounds on them, and drains on SIGTERM', async () => {
-  const { dir, args } = makeRunFixture();
-  const policy = args[args.indexOf('--policy') + 1];
-  const ref = args[args.indexOf('--ref') + 1];
+  const fixture = makeRunFixture();
+  const { dir } = fixture;
   const bus = `embedded:${join(dir, 'serve-bus.db')}`;
   const serve = new CliProcess([
-    'serve', '--policy', policy, '--ref', ref, '--offline', join(dir, 'offline.jsonl'), '--out', join(dir, 'ckpt'), '--bus', bus,
-    '--prompts-per-round', '4', '-k', '4', '--steps', '2', '--batch', '4', '--max-new-tokens', '8', '--lr', '1e-3', '--warmup', '1',
-    '--set', 'filters.dropTruncated=false',
+    ...serveArgs(fixture, bus),
+    ...TINY_SERVE_RECIPE,
   ]);
   try {
     await serve.waitFor(/"msg":"serving"/);

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { readWholeTopic } from '../../src/service/stage-runner.ts';
 import { healthTopic } from '../../topics/health.ts';
 import { openBus } from '../../topics/open-bus.ts';
-import { CliProcess, makeRunFixture, readCheckpoints, readLineage, runCli } from './run-helpers.ts';
+import { CliProcess, makeRunFixture, readCheckpoints, readLineage, runCli, serveArgs, TINY_SERVE_RECIPE } from './run-helpers.ts';
 
 /**
  * dice serve with a health gate that rejects every version (a KL bound no estimate meets): the
@@ -12,14 +12,12 @@ import { CliProcess, makeRunFixture, readCheckpoints, readLineage, runCli } from
  * trainer keeps training from v0 (real child process, embedded bus, tiny random models).
  */
 test('dice serve with a health gate: rejected versions never reach a sampler or a scorer', async () => {
-  const { dir, args } = makeRunFixture();
-  const policy = args[args.indexOf('--policy') + 1];
-  const ref = args[args.indexOf('--ref') + 1];
+  const fixture = makeRunFixture();
+  const { dir } = fixture;
   const bus = `embedded:${join(dir, 'serve-bus.db')}`;
   const serve = new CliProcess([
-    'serve', '--policy', policy, '--ref', ref, '--offline', join(dir, 'offline.jsonl'), '--out', join(dir, 'ckpt'), '--bus', bus,
-    '--prompts-per-round', '4', '-k', '4', '--steps', '2', '--batch', '4', '--max-new-tokens', '8', '--lr', '1e-3', '--warmup', '1',
-    '--set', 'filters.dropTruncated=false',
+    ...serveArgs(fixture, bus),
+    ...TINY_SERVE_RECIPE,
     '--set', 'health.heldOutPairs=4', '--set', 'health.probePrompts=2', '--set', 'health.probeSamples=2',
     '--set', 'gate.mode=thresholds', '--set', 'gate.maxKl=-1e9',
   ]);

@@ -14,7 +14,7 @@ import { promptsTopic } from '../../topics/prompts.ts';
 import { topicName } from '../../topics/registry.ts';
 import { samplesTopic } from '../../topics/samples.ts';
 import { scoredTopic } from '../../topics/scored.ts';
-import { CliProcess, makeRunFixture, readCheckpoints } from './run-helpers.ts';
+import { CliProcess, makeRunFixture, readCheckpoints, serveArgs } from './run-helpers.ts';
 
 /**
  * `dice serve --set serve.maxStaleness=1` on a bus (embedded or Kafka), all roles in one real child
@@ -24,12 +24,11 @@ import { CliProcess, makeRunFixture, readCheckpoints } from './run-helpers.ts';
  * and counted; replay --verify re-derives samples, scored and pairs of each round from the recording.
  */
 export async function checkBoundedStaleness(busUrl: string, namespace: string | undefined): Promise<void> {
-  const { dir, args } = makeRunFixture(0);
-  const policy = args[args.indexOf('--policy') + 1];
-  const ref = args[args.indexOf('--ref') + 1];
+  const fixture = makeRunFixture(0);
+  const { dir } = fixture;
   const T = (base: Parameters<typeof topicName>[1]) => topicName(namespace, base);
   const serve = new CliProcess([
-    'serve', '--policy', policy, '--ref', ref, '--offline', join(dir, 'offline.jsonl'), '--out', join(dir, 'ckpt'), '--bus', busUrl,
+    ...serveArgs(fixture, busUrl),
     ...(namespace ? ['--namespace', namespace] : []),
     '--prompts-per-round', '2', '-k', '2', '--steps', '1', '--batch', '2', '--max-new-tokens', '6', '--lr', '1e-3', '--warmup', '1', '--seed', '7',
     '--set', 'filters.dropTruncated=false', '--set', 'sampling.promptsPerCall=1', '--set', 'serve.maxStaleness=1',
