@@ -212,8 +212,12 @@ export class GroupConsumer {
         continue;
       }
       if (this.inFlight >= this.maxInFlight && !(await this.waitForRoom(heartbeat))) {
-        this.backpressured = true;
-        this.applyPause();
+        // Paused only while still full: room that came as a heartbeat failed would otherwise leave
+        // fetching paused with nothing in flight whose commit could resume it.
+        if (this.inFlight >= this.maxInFlight) {
+          this.backpressured = true;
+          this.applyPause();
+        }
         return;
       }
       if (this.stopping || this.subscriber.closed || !isRunning() || isStale() || st.revoked) return;

@@ -42,14 +42,41 @@ async function readAll(bus: Bus, topic: string): Promise<ConsumedRecord[]> {
   );
 }
 
-function startStage(url: string, input: string, output: string, groupId: string): Promise<ChildProcess> {
+/** A stage child process; its stderr is kept so that a failure or a stall can say what it printed. */
+interface Stage {
+  child: ChildProcess;
+  stderr: () => string;
+}
+
+function startStage(url: string, input: string, output: string, groupId: string): Promise<Stage> {
   const child = spawn(process.execPath, ['--import', 'tsx', stageScript, url, input, output, groupId], {
-    stdio: ['ignore', 'pipe', 'inherit'],
+    stdio: ['ignore', 'pipe', 'pipe'],
   });
+  let err = '';
+  child.stderr!.on('data', (d: Buffer) => {
+    err += d.toString('utf8');
+    if (err.length > 20_000) err = err.slice(-20_000);
+  });
+  const stage = { child, stderr: () => err };
   return new Promise((resolve, reject) => {
-    child.stdout!.once('data', () => resolve(child));
-    child.once('exit', (code) => reject(new Error(`stage exited early (${code})`)));
+    child.stdout!.once('data', () => resolve(stage));
+    child.once('exit', (code) => reject(new Error(`stage exited early (${code}); its stderr:\n${err}`)));
   });
+}
+
+/** Waits for `check`, failing at once if the stage died and, on a timeout, with what it printed. */
+async function untilStage(stage: Stage, check: () => Promise<boolean>, ms: number, what: string, progress: () => Promise<string>): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    const { exitCode, signalCode } = stage.child;
+    if (exitCode !== null || signalCode !== null) {
+      throw new Error(`the stage exited (${exitCode ?? signalCode}) while waiting for ${what}; its stderr:\n${stage.stderr()}`);
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${ms} ms waiting for ${what} (${await progress()}); the stage's stderr:\n${stage.stderr()}`);
+    }
+    await sleep(100);
+  }
 }
 
 function exited(child: ChildProcess): Promise<void> {
@@ -91,23 +118,27 @@ describe('Kafka stage survives failures', () => {
       const ids = Array.from({ length: 3000 }, (_, i) => `id-${i}`);
       await bus.produce(input, ids.map((id) => ({ key: id, value: encoder.encode(`in:${id}`) })));
 
+      const progress = async () =>
+        `${await endOffsetSum(bus, output)} outputs, ${(await bus.committed(groupId, input)).reduce((a, b) => a + Math.max(b, 0), 0)} inputs committed`;
       const first = await startStage(url, input, output, groupId);
-      children.push(first);
-      await until(async () => (await endOffsetSum(bus, output)) >= 150, 60_000, 'the stage to get going');
-      first.kill('SIGKILL');
-      await exited(first);
+      children.push(first.child);
+      await untilStage(first, async () => (await endOffsetSum(bus, output)) >= 150, 120_000, 'the stage to get going', progress);
+      first.child.kill('SIGKILL');
+      await exited(first.child);
       const atCrash = await endOffsetSum(bus, output);
       assert.ok(atCrash < ids.length, `killed mid-stream (${atCrash} of ${ids.length} written)`);
 
       const second = await startStage(url, input, output, groupId);
-      children.push(second);
-      await until(
+      children.push(second.child);
+      await untilStage(
+        second,
         async () => (await bus.committed(groupId, input)).reduce((a, b) => a + b, 0) === ids.length,
-        60_000,
+        120_000,
         'the restarted stage to commit every input',
+        progress,
       );
-      second.kill('SIGTERM');
-      await exited(second);
+      second.child.kill('SIGTERM');
+      await exited(second.child);
       // Each of the 3 partitions may have had STAGE_MAX_IN_FLIGHT records in flight at most in total.
       const duplicates = await checkOutput(bus, output, ids, STAGE_MAX_IN_FLIGHT);
       console.log(`crash: ${atCrash} outputs before SIGKILL, ${duplicates} duplicates after restart, removed by dedupe`);

@@ -13,7 +13,13 @@ const decoder = new TextDecoder();
 
 export const STAGE_MAX_IN_FLIGHT = 20;
 
-export function runStage(bus: Bus, input: string, output: string, groupId: string): Subscription {
+export function runStage(
+  bus: Bus,
+  input: string,
+  output: string,
+  groupId: string,
+  onError: (err: unknown) => void = (err) => console.error('stage failed:', err),
+): Subscription {
   return bus
     .consume({ groupId, topics: [input], maxInFlight: STAGE_MAX_IN_FLIGHT })
     .pipe(
@@ -22,7 +28,7 @@ export function runStage(bus: Bus, input: string, output: string, groupId: strin
         await r.commit();
       }, 8),
     )
-    .subscribe({ error: (err) => console.error('stage failed:', err) });
+    .subscribe({ error: onError });
 }
 
 /** The downstream dedupe: keeps the first record of each key (outputs are keyed by input id). */
@@ -45,7 +51,11 @@ export function dedupeByKey<T extends { key: string | null }>() {
 if (process.argv[1]?.endsWith('kafka-stage.ts') && process.argv.length >= 6) {
   const [url, input, output, groupId] = process.argv.slice(2);
   const bus = await openKafkaBus(new URL(url), { sessionTimeoutMs: 3000, heartbeatIntervalMs: 500 });
-  const sub = runStage(bus, input, output, groupId);
+  // A failed stage exits at once with its reason, so the test says why instead of timing out.
+  const sub = runStage(bus, input, output, groupId, (err) => {
+    console.error('stage failed:', err);
+    process.exit(1);
+  });
   process.on('SIGTERM', () => {
     sub.unsubscribe();
     void bus.close().then(() => process.exit(0));
