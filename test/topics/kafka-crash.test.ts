@@ -21,10 +21,21 @@ const uniq = (label: string) => `${label}-${Date.now().toString(36)}-${Math.floo
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const busOptions = { sessionTimeoutMs: 3000, heartbeatIntervalMs: 500 };
 
-async function until(check: () => Promise<boolean>, ms: number, what: string): Promise<void> {
+/**
+ * Waits for `check`. Given a stage, fails at once if it died and, on a timeout, says the progress
+ * and what the stage printed.
+ */
+async function until(check: () => Promise<boolean>, ms: number, what: string, watch?: { stage: Stage; progress: () => Promise<string> }): Promise<void> {
   const deadline = Date.now() + ms;
   while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    const child = watch?.stage.child;
+    if (child && (child.exitCode !== null || child.signalCode !== null)) {
+      throw new Error(`the stage exited (${child.exitCode ?? child.signalCode}) while waiting for ${what}; its stderr:\n${watch!.stage.stderr()}`);
+    }
+    if (Date.now() > deadline) {
+      const detail = watch ? ` (${await watch.progress()}); the stage's stderr:\n${watch.stage.stderr()}` : '';
+      throw new Error(`timed out after ${ms} ms waiting for ${what}${detail}`);
+    }
     await sleep(100);
   }
 }
@@ -62,21 +73,6 @@ function startStage(url: string, input: string, output: string, groupId: string)
     child.stdout!.once('data', () => resolve(stage));
     child.once('exit', (code) => reject(new Error(`stage exited early (${code}); its stderr:\n${err}`)));
   });
-}
-
-/** Waits for `check`, failing at once if the stage died and, on a timeout, with what it printed. */
-async function untilStage(stage: Stage, check: () => Promise<boolean>, ms: number, what: string, progress: () => Promise<string>): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    const { exitCode, signalCode } = stage.child;
-    if (exitCode !== null || signalCode !== null) {
-      throw new Error(`the stage exited (${exitCode ?? signalCode}) while waiting for ${what}; its stderr:\n${stage.stderr()}`);
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`timed out after ${ms} ms waiting for ${what} (${await progress()}); the stage's stderr:\n${stage.stderr()}`);
-    }
-    await sleep(100);
-  }
 }
 
 function exited(child: ChildProcess): Promise<void> {
@@ -122,7 +118,7 @@ describe('Kafka stage survives failures', () => {
         `${await endOffsetSum(bus, output)} outputs, ${(await bus.committed(groupId, input)).reduce((a, b) => a + Math.max(b, 0), 0)} inputs committed`;
       const first = await startStage(url, input, output, groupId);
       children.push(first.child);
-      await untilStage(first, async () => (await endOffsetSum(bus, output)) >= 150, 120_000, 'the stage to get going', progress);
+      await until(async () => (await endOffsetSum(bus, output)) >= 150, 120_000, 'the stage to get going', { stage: first, progress });
       first.child.kill('SIGKILL');
       await exited(first.child);
       const atCrash = await endOffsetSum(bus, output);
@@ -130,12 +126,11 @@ describe('Kafka stage survives failures', () => {
 
       const second = await startStage(url, input, output, groupId);
       children.push(second.child);
-      await untilStage(
-        second,
+      await until(
         async () => (await bus.committed(groupId, input)).reduce((a, b) => a + b, 0) === ids.length,
         120_000,
         'the restarted stage to commit every input',
-        progress,
+        { stage: second, progress },
       );
       second.child.kill('SIGTERM');
       await exited(second.child);
