@@ -129,22 +129,28 @@ function topKThreshold(z: ArrayLike<number>, m: number, k: number, topP: number)
 
 /** Top-p alone: the crossing value, or undefined when it lies too close to call (see cutThreshold). */
 function nucleusThreshold(z: ArrayLike<number>, e: ArrayLike<number>, m: number, topP: number): number | undefined {
-  const V = z.length;
   let total = 0;
-  let lo = m;
-  for (let i = 0; i < V; i++) {
-    total += e[i]; // id order, as the reference
-    if (z[i] < lo && z[i] > -Infinity) lo = z[i];
-  }
+  for (let i = 0; i < z.length; i++) total += e[i]; // id order, as the reference
+  return nucleusCrossing(z, e, z.length, m, total, topP);
+}
+
+/**
+ * The top-p crossing among z[0..n) (weights e): all of z, or only the values near the max, when
+ * `total` is the mass of the whole row (the crossing is then found if those values hold it).
+ * Undefined when it lies too close to call, or beyond the values given.
+ */
+function nucleusCrossing(z: ArrayLike<number>, e: ArrayLike<number>, n: number, m: number, total: number, topP: number): number | undefined {
   const target = topP * total;
   const margin = CROSSING_MARGIN * total;
   if (!(total > 0) || !Number.isFinite(total)) return undefined;
+  let lo = m;
+  for (let i = 0; i < n; i++) if (z[i] < lo && z[i] > -Infinity) lo = z[i];
   // bucket b holds z with (m − z)·scale in [b, b+1): monotone in z, so ties share a bucket
   const scale = m > lo ? BUCKETS / (m - lo) : 0;
   const mass = new Float64Array(BUCKETS);
   const count = new Int32Array(BUCKETS);
-  const bucket = bucketScratch(V);
-  for (let i = 0; i < V; i++) {
+  const bucket = bucketScratch(n);
+  for (let i = 0; i < n; i++) {
     const f = (m - z[i]) * scale;
     const b = f < BUCKETS ? f | 0 : BUCKETS - 1; // also NaN (−∞ · 0) and −∞
     bucket[i] = b;
@@ -156,10 +162,10 @@ function nucleusThreshold(z: ArrayLike<number>, e: ArrayLike<number>, m: number,
   while (b < BUCKETS && before + mass[b] < target) before += mass[b++];
   if (b === BUCKETS) return undefined;
   const inBucket = scratch(2, count[b]);
-  let n = 0;
-  for (let i = 0; i < V; i++) if (bucket[i] === b) inBucket[n++] = z[i];
+  let k = 0;
+  for (let i = 0; i < n; i++) if (bucket[i] === b) inBucket[k++] = z[i];
   const values = inBucket.sort();
-  for (let j = n - 1; j >= 0; ) {
+  for (let j = k - 1; j >= 0; ) {
     const v = values[j];
     let end = before;
     for (; j >= 0 && values[j] === v; j--) end += Math.exp(v - m);
@@ -292,11 +298,17 @@ export function sampleWithLogProb(logits: ArrayLike<number>, p: SamplingParams, 
   }
   const V = logits.length;
   const invT = 1 / p.temperature;
-  const noCut = (p.topK === 0 || p.topK >= V) && p.topP >= 1;
-  const z = scratch(0, V);
-  const e = scratch(1, V);
+  const noTopK = p.topK === 0 || p.topK >= V;
+  const noCut = noTopK && p.topP >= 1;
+  const r = rng.next();
   let lmax = -Infinity;
   for (let i = 0; i < V; i++) if (logits[i] > lmax) lmax = logits[i];
+  if (noTopK && !noCut && Number.isFinite(lmax) && V <= MAX_FAST_VOCAB) {
+    const near = nucleusDrawNearMax(logits, lmax, invT, p.topP, r);
+    if (near.token >= 0) return { token: near.token, logProb: logits[near.token] - near.lse };
+  }
+  const z = scratch(0, V);
+  const e = scratch(1, V);
   // z = logits / T (the cut and the weights exp(z − m)), or for the plain draw (logit − max logit)/T
   const m = noCut ? 0 : lmax * invT; // = max z: rounding is monotone
   if (noCut) for (let i = 0; i < V; i++) z[i] = (logits[i] - lmax) * invT;
@@ -308,10 +320,56 @@ export function sampleWithLogProb(logits: ArrayLike<number>, p: SamplingParams, 
   }
   const lse = Number.isFinite(lmax) ? lmax + Math.log(sum) : lmax;
   const threshold = noCut ? -Infinity : cutThreshold(z, e, m, p.topK, p.topP);
-  const r = rng.next();
-  let token = drawWithMargin(z, e, threshold, r);
+  let token = drawWithMargin(z, e, V, threshold, r, (j) => j);
   if (token < 0) token = referenceDraw(z, m, threshold, r, noCut ? argmax(logits) : -1);
   return { token, logProb: logits[token] - lse };
+}
+
+/**
+ * Values of z = logit / T below the max by more than this are never in a nucleus found near the max
+ * (their weights, < e^-16 each, are counted only in the row's total).
+ */
+const NEAR_MAX_WINDOW = 16;
+
+/**
+ * Top-p alone, in one pass over the row: the lse terms, the row's total weight, and the tokens with
+ * z ≥ max z − NEAR_MAX_WINDOW (a few hundred of 49k for a language model), in id order; the crossing
+ * and the draw then run over those only. The kept set lies among them whenever they hold the nucleus,
+ * and the sums are the full path's, term for term, so the draw is the full path's token. Token −1
+ * (the caller takes the full path) when they do not, or the crossing or the draw is too close to call.
+ */
+function nucleusDrawNearMax(logits: ArrayLike<number>, lmax: number, invT: number, topP: number, r: number): { token: number; lse: number } {
+  const V = logits.length;
+  const m = lmax * invT;
+  const floor = m - NEAR_MAX_WINDOW;
+  const z = scratch(0, V);
+  const e = scratch(1, V);
+  const ids = idScratch(V);
+  let n = 0;
+  let sum = 0;
+  let total = 0;
+  for (let i = 0; i < V; i++) {
+    const x = logits[i];
+    sum += expNonPositive(x - lmax);
+    const zi = x * invT;
+    const ei = expNonPositive(zi - m);
+    total += ei;
+    if (zi >= floor) {
+      z[n] = zi;
+      e[n] = ei;
+      ids[n++] = i;
+    }
+  }
+  const lse = lmax + Math.log(sum);
+  const threshold = nucleusCrossing(z, e, n, m, total, topP);
+  if (threshold === undefined) return { token: -1, lse };
+  return { token: drawWithMargin(z, e, n, threshold, r, (j) => ids[j]), lse };
+}
+
+let idBuffer = new Int32Array(0);
+function idScratch(n: number): Int32Array {
+  if (idBuffer.length < n) idBuffer = new Int32Array(n);
+  return idBuffer;
 }
 
 /** The reference draw, with Math.exp weights; `fallback` when rounding left u ≥ 0 after the last term (−1: the first kept token). */
@@ -344,19 +402,21 @@ function referenceDraw(z: Float64Array, m: number, threshold: number, r: number,
  */
 const DRAW_MARGIN = 1e-9;
 
-/** The draw on weights e over the tokens with z ≥ threshold, or −1 when it lies within DRAW_MARGIN of a boundary. */
-function drawWithMargin(z: Float64Array, e: Float64Array, threshold: number, r: number): number {
-  const V = z.length;
+/**
+ * The draw on weights e over the entries j < n with z[j] ≥ threshold (token id(j), ids ascending in j),
+ * or −1 when it lies within DRAW_MARGIN of a boundary.
+ */
+function drawWithMargin(z: Float64Array, e: Float64Array, n: number, threshold: number, r: number, id: (j: number) => number): number {
   let s = 0;
-  for (let i = 0; i < V; i++) if (z[i] >= threshold) s += e[i];
-  if (!(s > 0) || !Number.isFinite(s) || V > MAX_FAST_VOCAB) return -1;
+  for (let j = 0; j < n; j++) if (z[j] >= threshold) s += e[j];
+  if (!(s > 0) || !Number.isFinite(s) || n > MAX_FAST_VOCAB) return -1;
   const margin = DRAW_MARGIN * s;
   let u = r * s;
-  for (let i = 0; i < V; i++) {
-    if (z[i] >= threshold) {
+  for (let j = 0; j < n; j++) {
+    if (z[j] >= threshold) {
       const before = u;
-      u -= e[i];
-      if (u < 0) return before > margin && u < -margin ? i : -1;
+      u -= e[j];
+      if (u < 0) return before > margin && u < -margin ? id(j) : -1;
     }
   }
   return -1;

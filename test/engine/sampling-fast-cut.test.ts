@@ -184,3 +184,26 @@ test('sampleWithLogProb: the token sampleToken draws and logits[token] − logSu
     }
   }
 });
+
+test('a nucleus reaching below the near-max window (top-p 0.99 over a far tail) draws what the full sort draws', () => {
+  // one token at 0 and 2^20 − 1 at about −16.5 (z − max below the 16 of the near-max pass): the tail
+  // holds ~6% of the mass, so top-p 0.99 keeps tail tokens (the full path draws them), top-p 0.9 the spike alone
+  const rng = new Rng(31);
+  const V = 1 << 20;
+  const z = Float32Array.from({ length: V }, (_, i) => (i === 4321 ? 0 : -16.5 + 0.1 * rng.normal()));
+  assert.ok(candidates(z, 0, 0.99).ids.length > 1000, 'top-p 0.99 keeps tail tokens');
+  assert.deepEqual(candidates(z, 0, 0.9).ids, [4321]);
+  for (const topP of [0.99, 0.9]) {
+    const params = { temperature: 1, topK: 0, topP };
+    const reference = referenceSampler(z, 1, 0, topP);
+    const a = new Rng(5);
+    const b = new Rng(5);
+    let tail = 0;
+    for (let draw = 0; draw < 200; draw++) {
+      const want = reference(b);
+      if (want !== 4321) tail++;
+      assert.equal(sampleToken(z, params, a), want, `top-p ${topP} draw ${draw}`);
+    }
+    if (topP === 0.99) assert.ok(tail > 3, `${tail} of 200 draws from the tail`);
+  }
+});
