@@ -3,7 +3,7 @@
  * clip, AdamW) of our trainer, next to PyTorch autograd + torch.optim.AdamW doing the same step on
  * the same weights and batch (tools/bench_train_torch.py, with $DICE_PYTHON, /work/.venv or /work/pyenv's torch).
  *
- *   npm run bench:train [-- --threads N --shapes tiny,smollm2-135m --cases 32x32,8x256 --steps 2 --micro-batch P --model DIR --no-spin --no-torch --quick]
+ *   npm run bench:train [-- --threads N --shapes tiny,smollm2-135m --cases 32x32,8x256 --steps 2 --micro-batch P --model DIR --no-spin --no-share --no-torch --quick]
  *
  * --model DIR: real weights (a Hugging Face model folder, e.g. SmolLM2-135M-Instruct imported from
  * its GGUF) in place of the random shape-named inits (.dice/bench/<shape>); the row is named after DIR.
@@ -15,6 +15,9 @@
  * step; the fp32 peak is a 2048² MatMul timed in our child with the same thread count (onnxruntime),
  * and each side's model FLOP/s is quoted as a share of it (the peer also reports torch's own 2048²).
  * The load average is printed before and after each side.
+ * Our trainer runs each pair's prompt once for both responses (TrainerOptions.sharedPrompt, its
+ * default; --no-share: two rows per pair, as the peer does). Model FLOP/s counts the two-row step's
+ * work on both sides, so with the prompt shared it is the rate of the same step, not of the work done.
  * --micro-batch P applies to both sides (gradient accumulation over P pairs at a time). --no-spin:
  * onnxruntime's idle intra-op threads do not spin, and the peer runs with OMP_WAIT_POLICY=PASSIVE.
  */
@@ -42,6 +45,7 @@ const steps = Number(arg('steps', quick ? '1' : '2'));
 const microBatch = arg('micro-batch', '0') === '0' ? undefined : Number(arg('micro-batch', '0'));
 const modelArg = arg('model', '');
 const noSpin = process.argv.includes('--no-spin');
+const sharedPrompt = !process.argv.includes('--no-share');
 const shapes = modelArg ? [basename(resolve(modelArg))] : arg('shapes', quick ? 'tiny' : 'tiny,smollm2-135m').split(',');
 /** --lora SPEC: LoRA against full fine-tuning and against PyTorch + peft (bench/train-lora.ts). */
 const loraSpec = arg('lora', '');
@@ -75,7 +79,7 @@ async function child(shape: string, kase: string): Promise<void> {
   const batchFile = join('.dice', 'bench', `train-batch-${shape}-${kase}.json`);
   writeFileSync(batchFile, JSON.stringify(batch));
   const lora = loraSpec ? { config: parseLoraFlag(loraSpec) } : undefined; // LoRA hook (bench/train-lora.ts)
-  const trainer = new TrainerCore(model.config, model.weights, { loss: 'dpo', beta: 0.1, lr: 1e-5, warmupSteps: 0, threads, maxPositions: length, microBatch, lora, spinning: noSpin ? false : undefined });
+  const trainer = new TrainerCore(model.config, model.weights, { loss: 'dpo', beta: 0.1, lr: 1e-5, warmupSteps: 0, threads, maxPositions: length, microBatch, lora, spinning: noSpin ? false : undefined, sharedPrompt });
   model.weights.clear();
   const ppairs: PreferencePair[] = batch.promptTokenIds.map((p, i) => ({
     promptTokenIds: p,
@@ -125,12 +129,12 @@ async function main(): Promise<void> {
   if (loraSpec) return (await import('./train-lora.ts')).loraBench({ shapes, cases, threads, steps, microBatch, lora: loraSpec, torch: !process.argv.includes('--no-torch') });
   mkdirSync(join('.dice', 'bench'), { recursive: true });
   const py = process.argv.includes('--no-torch') ? null : python();
-  console.log(`bench:train  threads=${threads}  steps=${steps} (+1 warm-up)${noSpin ? '  no spinning (both sides)' : ''}  onnxruntime ${ort.env.versions.common}  ${py ? `peer: ${py}` : 'no PyTorch peer'}`);
+  console.log(`bench:train  threads=${threads}  steps=${steps} (+1 warm-up)${noSpin ? '  no spinning (both sides)' : ''}  ours: ${sharedPrompt ? 'prompt shared by both responses' : 'two rows per pair (--no-share)'}  onnxruntime ${ort.env.versions.common}  ${py ? `peer: ${py}` : 'no PyTorch peer'}`);
   const rows: string[] = [];
   for (const shape of shapes) {
     for (const kase of cases) {
       const loadBefore = load();
-      const childArgs = ['--child', shape, kase, '--threads', String(threads), '--steps', String(steps), '--micro-batch', String(microBatch ?? 0), ...(modelArg ? ['--model', modelArg] : []), ...(noSpin ? ['--no-spin'] : [])];
+      const childArgs = ['--child', shape, kase, '--threads', String(threads), '--steps', String(steps), '--micro-batch', String(microBatch ?? 0), ...(modelArg ? ['--model', modelArg] : []), ...(noSpin ? ['--no-spin'] : []), ...(sharedPrompt ? [] : ['--no-share'])];
       const run = spawnSync(process.execPath, ['--import', 'tsx', process.argv[1], ...childArgs], { encoding: 'utf8', maxBuffer: 1 << 26 });
       const line = run.stdout.split('\n').find((l) => l.startsWith('RESULT '));
       if (!line) {

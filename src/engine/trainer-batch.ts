@@ -65,6 +65,80 @@ export function collateRows(rows: Row[], dtype: 'float32' | 'float64', padId = 0
   };
 }
 
+/**
+ * Preference pairs packed one per row, the prompt shared: prompt ++ chosen ++ rejected, right-padded.
+ * The rejected tokens take the positions the chosen ones have (RoPE sees each response right after the
+ * prompt) and the graph's attention keeps the two responses apart (segment_ids: 1 prompt, 2 chosen,
+ * 3 rejected, 0 padding; a token attends earlier tokens of the prompt and of its own segment). Each
+ * response token is predicted from the position before it in its own sequence — the first one of
+ * either response from the prompt's last — so the log-probs and gradients are those of preferenceRows
+ * (up to float rounding) with the prompt's work done once.
+ *
+ *   predict_from   int64 [R] flat index into the N×T positions
+ *   predict_target int64 [R] the token predicted there
+ *   predict_row    int64 [R] its row in preferenceRows' layout (chosen i → i, rejected i → P + i)
+ */
+export interface PackedPairs {
+  input_ids: HostTensor;
+  position_ids: HostTensor;
+  segment_ids: HostTensor;
+  predict_from: HostTensor;
+  predict_target: HostTensor;
+  predict_row: HostTensor;
+  responseTokens: number;
+}
+
+export const SEGMENT = { padding: 0, prompt: 1, chosen: 2, rejected: 3 } as const;
+
+export function packPreferencePairs(pairs: PreferencePair[], padId = 0, what = 'batch'): PackedPairs {
+  if (pairs.length === 0) throw new Error(`${what}: no pairs`);
+  pairs.forEach((p, i) => {
+    if (p.promptTokenIds.length === 0) throw new Error(`${what}: pair ${i} has an empty prompt (at least one token, e.g. BOS, must precede the response)`);
+    if (p.chosenTokenIds.length === 0 || p.rejectedTokenIds.length === 0) throw new Error(`${what}: pair ${i} has an empty response`);
+  });
+  const P = pairs.length;
+  const T = Math.max(...pairs.map((p) => p.promptTokenIds.length + p.chosenTokenIds.length + p.rejectedTokenIds.length));
+  const ids = new BigInt64Array(P * T).fill(BigInt(padId));
+  const positions = new BigInt64Array(P * T);
+  const segments = new BigInt64Array(P * T);
+  const from: bigint[] = [];
+  const target: bigint[] = [];
+  const row: bigint[] = [];
+  pairs.forEach((p, i) => {
+    const n = p.promptTokenIds.length;
+    const put = (tokens: number[], at: number, firstPosition: number, segment: number) => {
+      tokens.forEach((id, j) => {
+        ids[i * T + at + j] = BigInt(id);
+        positions[i * T + at + j] = BigInt(firstPosition + j);
+        segments[i * T + at + j] = BigInt(segment);
+      });
+    };
+    put(p.promptTokenIds, 0, 0, SEGMENT.prompt);
+    put(p.chosenTokenIds, n, n, SEGMENT.chosen);
+    const rejectedAt = n + p.chosenTokenIds.length;
+    put(p.rejectedTokenIds, rejectedAt, n, SEGMENT.rejected);
+    const predict = (tokens: number[], at: number, logicalRow: number) => {
+      tokens.forEach((id, j) => {
+        from.push(BigInt(i * T + (j === 0 ? n - 1 : at + j - 1)));
+        target.push(BigInt(id));
+        row.push(BigInt(logicalRow));
+      });
+    };
+    predict(p.chosenTokenIds, n, i);
+    predict(p.rejectedTokenIds, rejectedAt, P + i);
+  });
+  const vec = (xs: bigint[]): HostTensor => ({ dtype: 'int64', shape: [xs.length], data: BigInt64Array.from(xs) });
+  return {
+    input_ids: { dtype: 'int64', shape: [P, T], data: ids },
+    position_ids: { dtype: 'int64', shape: [P, T], data: positions },
+    segment_ids: { dtype: 'int64', shape: [P, T], data: segments },
+    predict_from: vec(from),
+    predict_target: vec(target),
+    predict_row: vec(row),
+    responseTokens: from.length,
+  };
+}
+
 /** Chosen rows first, then rejected rows — the layout the preference losses split in half. */
 export function preferenceRows(pairs: PreferencePair[]): Row[] {
   return [

@@ -12,7 +12,7 @@ import { learningRateAt } from '../optim/schedule.ts';
 import { buildGradsGraph, accName, gradName, trainedShapes, type LossKind, type TrainGraphSpec } from './trainer-graph.ts';
 import { initAdapter, mergeAdapter, type LoraConfig } from '../model/lora.ts';
 import { loraLinearAdapter } from '../model/lora-graph.ts';
-import { chunk, collateRows, ktoMismatchedRows, preferenceRows, type PreferencePair, type Row, type SftExample } from './trainer-batch.ts';
+import { chunk, collateRows, ktoMismatchedRows, packPreferencePairs, preferenceRows, type PreferencePair, type Row, type SftExample } from './trainer-batch.ts';
 
 /**
  * The trainer engine's state and step, run in whichever thread owns it (trainer-worker.ts hosts it
@@ -52,6 +52,8 @@ export interface TrainerOptions {
    * (PEFT's init from `seed`, B = 0, so the policy starts equal to the weights it was given).
    */
   lora?: { config: LoraConfig; adapter?: Weights; seed?: number };
+  /** Preference losses: run each pair's prompt once for both responses (TrainGraphSpec.sharedPrompt). Default true. */
+  sharedPrompt?: boolean;
 }
 
 export type TrainBatch =
@@ -148,6 +150,7 @@ export class TrainerCore {
       alpha: options.alpha,
       maxPositions: options.maxPositions,
       lora: lora?.config,
+      sharedPrompt: options.sharedPrompt ?? true,
     };
     this.adamw = { ...ADAMW_DEFAULTS, ...options.adamw };
   }
@@ -330,17 +333,24 @@ export class TrainerCore {
 
   private batchFeeds(part: PreferencePair[] | SftExample[], units: number, ktoZ0: number | undefined): { feeds: Record<string, ort.Tensor>; tokens: number } {
     const isSft = this.options.loss === 'sft';
-    const rows: Row[] = isSft
-      ? (part as SftExample[]).map((e) => ({ prompt: e.promptTokenIds, response: e.completionTokenIds }))
-      : preferenceRows(part as PreferencePair[]);
-    const c = collateRows(rows, this.dtype, this.options.padTokenId ?? 0);
+    const padId = this.options.padTokenId ?? 0;
+    let feeds: Record<string, ort.Tensor>;
+    let tokens: number;
+    if (!isSft && this.spec.sharedPrompt) {
+      const packed = packPreferencePairs(part as PreferencePair[], padId);
+      const names = ['input_ids', 'position_ids', 'segment_ids', 'predict_from', 'predict_target', 'predict_row'] as const;
+      feeds = Object.fromEntries(names.map((n) => [n, toOrt(packed[n])]));
+      tokens = packed.responseTokens;
+    } else {
+      const rows: Row[] = isSft
+        ? (part as SftExample[]).map((e) => ({ prompt: e.promptTokenIds, response: e.completionTokenIds }))
+        : preferenceRows(part as PreferencePair[]);
+      const c = collateRows(rows, this.dtype, padId);
+      feeds = { input_ids: toOrt(c.input_ids), attention_mask: toOrt(c.attention_mask), response_mask: toOrt(c.response_mask) };
+      tokens = c.responseTokens;
+    }
+    feeds.loss_weight = this.scalar(1 / units);
     const vec = (xs: number[]): ort.Tensor => new ort.Tensor(this.dtype, this.dtype === 'float64' ? Float64Array.from(xs) : Float32Array.from(xs), [xs.length]);
-    const feeds: Record<string, ort.Tensor> = {
-      input_ids: toOrt(c.input_ids),
-      attention_mask: toOrt(c.attention_mask),
-      response_mask: toOrt(c.response_mask),
-      loss_weight: this.scalar(1 / units),
-    };
     if (!isSft) {
       const pairs = part as PreferencePair[];
       feeds.ref_logps = vec([...pairs.map((p) => p.refChosenLogp), ...pairs.map((p) => p.refRejectedLogp)]);
@@ -349,7 +359,7 @@ export class TrainerCore {
       }
       if (this.options.loss === 'kto') feeds.kto_z0 = this.scalar(ktoZ0 ?? 0);
     }
-    return { feeds, tokens: c.responseTokens };
+    return { feeds, tokens };
   }
 
   /** The policy's full weights as HF-named host tensors (copies, in the trainer's dtype; a LoRA policy's merged, in float32). */

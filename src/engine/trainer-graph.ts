@@ -1,9 +1,9 @@
 import { GraphBuilder, type GraphNode } from '../onnx/builder.ts';
 import type { LlamaConfig } from '../model/llama-config.ts';
-import { emitLlamaForward, llamaParameterShapes, type FloatDType } from '../model/llama-graph.ts';
+import { emitLlamaForward, llamaParameterShapes, type FloatDType, type TeacherForcedOptions } from '../model/llama-graph.ts';
 import { gradients } from '../autodiff/reverse.ts';
 import { emitPreferenceLoss, type PreferenceLossKind } from '../losses/preference.ts';
-import { emitResponsePositions } from '../losses/response-positions.ts';
+import { emitListedResponsePositions, emitResponsePositions, type ResponsePositions } from '../losses/response-positions.ts';
 import { emitSequenceLogps } from '../losses/sequence-logps.ts';
 import { emitSftLoss } from '../losses/sft.ts';
 import { loraParameterShapes, type LoraConfig } from '../model/lora.ts';
@@ -20,7 +20,8 @@ import { loraLinearAdapter } from '../model/lora-graph.ts';
  * Batch inputs: input_ids, attention_mask int64 [N,T]; response_mask [N,T−1] (1 where the position
  * predicts a response token); loss_weight scalar (1 / units in the whole batch, so micro-batch
  * gradients sum to the full-batch mean). Preference losses: N = 2P rows, chosen rows first; ref_logps
- * [N]; lengths [N] (rdpo); kto_z0 scalar (kto).
+ * [2P]; lengths [2P] (rdpo); kto_z0 scalar (kto). With `sharedPrompt`, P packed rows instead of the
+ * mask inputs (see TrainGraphSpec.sharedPrompt); ref_logps and lengths keep the 2P layout.
  */
 
 export type LossKind = PreferenceLossKind | 'sft';
@@ -48,6 +49,13 @@ export interface TrainGraphSpec {
    * tensors (PEFT names, see model/lora.ts), as are the trainer's AdamW moments.
    */
   lora?: LoraConfig;
+  /**
+   * Preference losses: each pair's prompt runs once, both responses packed after it in one row
+   * (trainer-batch.ts packPreferencePairs; inputs input_ids, position_ids, segment_ids, predict_from,
+   * predict_target, predict_row instead of attention_mask and response_mask). Same loss and gradients
+   * up to float rounding, with the prompt's forward and backward work done once instead of twice.
+   */
+  sharedPrompt?: boolean;
 }
 
 /** The parameters a spec trains, with their shapes: every weight, or the LoRA adapter's tensors. */
@@ -84,12 +92,27 @@ function emitLossAndGrads(g: GraphBuilder, spec: TrainGraphSpec): Map<string, st
   const { config, dtype } = spec;
   const shapes = trainedShapes(spec);
   const params = new Map<string, string>();
+  const packed = !!spec.sharedPrompt && spec.loss !== 'sft';
   const inputIds = g.input('input_ids', 'int64', ['rows', 'seq']);
-  const attentionMask = g.input('attention_mask', 'int64', ['rows', 'seq']);
-  const responseMask = g.input('response_mask', dtype, ['rows', 'seq_minus_1']);
+  // preference losses read the reference log-probs of the 2P sequences, chosen first
+  const refLogps = spec.loss === 'sft' ? undefined : g.input('ref_logps', dtype, ['sequences']);
+  let rows: { attentionMask: string; predictAt: string } | { packed: NonNullable<TeacherForcedOptions['packed']> };
+  let at: ResponsePositions;
+  let responseMask: string | undefined;
+  if (packed) {
+    const predictFrom = g.input('predict_from', 'int64', ['predictions']);
+    const predictRow = g.input('predict_row', 'int64', ['predictions']);
+    const targets = g.input('predict_target', 'int64', ['predictions']);
+    rows = { packed: { positionIds: g.input('position_ids', 'int64', ['rows', 'seq']), segmentIds: g.input('segment_ids', 'int64', ['rows', 'seq']), predictFrom, targets } };
+    at = emitListedResponsePositions(g, predictFrom, predictRow, refLogps!);
+  } else {
+    const attentionMask = g.input('attention_mask', 'int64', ['rows', 'seq']);
+    responseMask = g.input('response_mask', dtype, ['rows', 'seq_minus_1']);
+    // the lm_head and log-softmax run on response positions only: prompt positions carry no loss
+    at = emitResponsePositions(g, responseMask);
+    rows = { attentionMask, predictAt: at.index };
+  }
   const lossWeight = g.input('loss_weight', dtype, []);
-  // the lm_head and log-softmax run on response positions only: prompt positions carry no loss
-  const at = emitResponsePositions(g, responseMask);
   const trainable = (name: string, shape: number[]) => {
     const v = g.input(name, dtype, shape);
     params.set(name, v);
@@ -99,8 +122,7 @@ function emitLossAndGrads(g: GraphBuilder, spec: TrainGraphSpec): Map<string, st
   const { logProbs } = emitLlamaForward(g, config, {
     dtype,
     inputIds,
-    attentionMask,
-    predictAt: at.index,
+    ...rows,
     maxPositions: spec.maxPositions,
     linear,
     contribOps: spec.contribOps ?? true,
@@ -110,23 +132,22 @@ function emitLossAndGrads(g: GraphBuilder, spec: TrainGraphSpec): Map<string, st
   });
   for (const name of shapes.keys()) if (!params.has(name)) params.set(name, g.input(name, dtype, shapes.get(name)!));
   const seqLogps = emitSequenceLogps(g, logProbs, at);
-  g.output(seqLogps, dtype, ['rows'], 'policy_logps');
+  g.output(seqLogps, dtype, ['sequences'], 'policy_logps');
   const sum = (v: string) => g.op1('ReduceSum', [v], { keepdims: 0 });
 
   let lossSum: string;
   if (spec.loss === 'sft') {
-    const sft = emitSftLoss(g, logProbs, at, responseMask);
+    const sft = emitSftLoss(g, logProbs, at, responseMask!);
     lossSum = sft.lossSum;
     g.output(sft.tokens, dtype, [], 'units');
     for (const name of ['correct_sum', 'margin_sum', 'chosen_reward_sum', 'rejected_reward_sum']) g.output(g.scalar(0, dtype), dtype, [], name);
   } else {
-    const refLogps = g.input('ref_logps', dtype, ['rows']);
     const [policyChosen, policyRejected] = g.op('Split', [seqLogps], { axis: 0, num_outputs: 2 }, { outputs: 2 });
-    const [refChosen, refRejected] = g.op('Split', [refLogps], { axis: 0, num_outputs: 2 }, { outputs: 2 });
+    const [refChosen, refRejected] = g.op('Split', [refLogps!], { axis: 0, num_outputs: 2 }, { outputs: 2 });
     let chosenLengths: string | undefined;
     let rejectedLengths: string | undefined;
     if (spec.loss === 'rdpo') {
-      const lengths = g.input('lengths', dtype, ['rows']);
+      const lengths = g.input('lengths', dtype, ['sequences']);
       [chosenLengths, rejectedLengths] = g.op('Split', [lengths], { axis: 0, num_outputs: 2 }, { outputs: 2 });
     }
     const ktoReference = spec.loss === 'kto' ? g.input('kto_z0', dtype, []) : undefined;

@@ -25,3 +25,15 @@ export function emitResponsePositions(g: GraphBuilder, responseMask: string): Re
   const rowWeight = g.op1('Where', [inRow, g.op1('Unsqueeze', [weight, g.int64([0])]), g.op1('CastLike', [g.int64([0], []), responseMask])]);
   return { index, weight, rowWeight };
 }
+
+/**
+ * ResponsePositions of listed predictions (packed rows, TeacherForcedOptions.packed): prediction r
+ * belongs to row predictRow[r] of the `rows` rows (a [N] tensor of the loss's float type gives N).
+ */
+export function emitListedResponsePositions(g: GraphBuilder, predictFrom: string, predictRow: string, rows: string): ResponsePositions {
+  const n = g.op1('Reshape', [g.op1('Shape', [rows]), g.int64([], [0])]);
+  const rowIds = g.op1('Range', [g.int64([0], []), n, g.int64([1], [])]);
+  const inRow = g.op1('Equal', [g.op1('Unsqueeze', [rowIds, g.int64([1])]), g.op1('Unsqueeze', [predictRow, g.int64([0])])]); // [N,R]
+  const weight = g.op1('CastLike', [g.op1('Equal', [predictRow, predictRow]), rows]); // ones [R]
+  return { index: predictFrom, weight, rowWeight: g.op1('CastLike', [inRow, rows]) };
+}

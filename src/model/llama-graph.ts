@@ -64,8 +64,8 @@ export interface RopeValues {
 export interface TeacherForcedOptions extends LlamaEmitOptions {
   /** int64 [B,T] */
   inputIds: string;
-  /** int64 [B,T], 1 = token, 0 = padding */
-  attentionMask: string;
+  /** int64 [B,T], 1 = token, 0 = padding (not with `packed`) */
+  attentionMask?: string;
   /** Also return logits [B,T,V] (otherwise the lm_head runs on the first T−1 positions only). */
   logits?: boolean;
   /**
@@ -73,6 +73,14 @@ export interface TeacherForcedOptions extends LlamaEmitOptions {
    * next token. The lm_head then runs on R rows and logProbs is [R] (training: response tokens only).
    */
   predictAt?: string;
+  /**
+   * Rows that pack several sequences sharing a prefix (engine/trainer-batch.ts packPreferencePairs), in
+   * place of attentionMask and predictAt: int64 positionIds [B,T] and segmentIds [B,T] (0 padding, 1 the
+   * shared prefix, ≥ 2 one sequence each: a token attends earlier prefix tokens and earlier tokens of its
+   * own segment), and the predictions as int64 [R] flat indices into the B×T positions and [R] targets.
+   * logProbs is [R].
+   */
+  packed?: { positionIds: string; segmentIds: string; predictFrom: string; targets: string };
 }
 
 export interface KvPair {
@@ -331,23 +339,50 @@ class Emitter {
     const allowed = g.op1('And', [causal, keyOk]);
     return g.op1('Where', [allowed, this.scalar(0), this.scalar(-1e9)]);
   }
+
+  /**
+   * Additive attention bias [B,1,T,T] of packed rows (TeacherForcedOptions.packed): query q may attend
+   * key k ≤ q when k is a token (segment ≠ 0) of the shared prefix (segment 1) or of q's own segment.
+   */
+  segmentBias(segmentIds: string): string {
+    const g = this.g;
+    const T = g.op1('Reshape', [g.op1('Shape', [segmentIds], { start: 1, end: 2 }), g.int64([], [0])]);
+    const idx = g.op1('Range', [g.int64([0], []), T, g.int64([1], [])]);
+    const causal = g.op1('LessOrEqual', [g.op1('Unsqueeze', [idx, g.int64([0])]), g.op1('Unsqueeze', [idx, g.int64([1])])]); // [T(q),T(k)]
+    const keySeg = g.op1('Unsqueeze', [segmentIds, g.int64([1, 2])]); // [B,1,1,T]
+    const querySeg = g.op1('Unsqueeze', [segmentIds, g.int64([1, 3])]); // [B,1,T,1]
+    const shared = g.op1('Equal', [keySeg, g.int64([1], [])]);
+    const own = g.op1('And', [g.op1('Equal', [keySeg, querySeg]), g.op1('Not', [g.op1('Equal', [keySeg, g.int64([0], [])])])]);
+    const allowed = g.op1('And', [causal, g.op1('Or', [shared, own])]);
+    return g.op1('Where', [allowed, this.scalar(0), this.scalar(-1e9)]);
+  }
 }
 
 /** Graph A: teacher-forced per-token log-probs [B,T-1] of ids[:,1:], and optionally logits [B,T,V]. */
 export function emitLlamaForward(g: GraphBuilder, cfg: LlamaConfig, opts: TeacherForcedOptions): { logProbs: string; logits?: string } {
   const e = new Emitter(g, cfg, opts);
-  // positions = cumsum(mask) − 1 on tokens, 0 on padding
+  const flat = (x: string, inner: number[]) => g.op1('Reshape', [x, g.int64([-1, ...inner])]);
+  // log-probs of targets [R,1,1] from hidden states [R,1,D] (the final norm is per position, so it commutes)
+  const logProbsAt = (hidden: string, targets: string) => {
+    const picked = g.op1('GatherElements', [g.op1('LogSoftmax', [e.lmHead(hidden)], { axis: -1 }), targets], { axis: -1 });
+    return g.op1('Reshape', [picked, g.int64([-1])]);
+  };
+  if (opts.packed) {
+    const { positionIds, segmentIds, predictFrom, targets } = opts.packed;
+    const { hidden } = e.decoder(opts.inputIds, positionIds, e.segmentBias(segmentIds));
+    const at = g.op1('Gather', [flat(hidden, [1, cfg.hiddenSize]), predictFrom], { axis: 0 });
+    return { logProbs: logProbsAt(at, flat(targets, [1, 1])) };
+  }
   const mask = opts.attentionMask;
+  if (!mask) throw new Error('teacher-forced graph: an attention mask or packed rows are needed');
+  // positions = cumsum(mask) − 1 on tokens, 0 on padding
   const positions = g.op1('Mul', [g.op1('Sub', [g.op1('CumSum', [mask, g.int64([1], [])]), g.int64([1], [])]), mask]);
   const { hidden } = e.decoder(opts.inputIds, positions, e.maskBias(mask, opts.inputIds));
   const sliceT = (x: string, start: number, end: number) => g.op1('Slice', [x, g.int64([start]), g.int64([end]), g.int64([1])]);
   if (opts.predictAt) {
-    // [R,1,D] hidden states of the chosen positions (the final norm is per position, so it commutes)
-    const flat = (x: string, inner: number[]) => g.op1('Reshape', [x, g.int64([-1, ...inner])]);
     const chosen = g.op1('Gather', [flat(sliceT(hidden, 0, -1), [1, cfg.hiddenSize]), opts.predictAt], { axis: 0 });
     const targets = g.op1('Gather', [flat(sliceT(opts.inputIds, 1, INT64_MAX_SAFE), [1, 1]), opts.predictAt], { axis: 0 }); // [R,1,1]
-    const picked = g.op1('GatherElements', [g.op1('LogSoftmax', [e.lmHead(chosen)], { axis: -1 }), targets], { axis: -1 });
-    return { logProbs: g.op1('Reshape', [picked, g.int64([-1])]) };
+    return { logProbs: logProbsAt(chosen, targets) };
   }
   let logits: string | undefined;
   let predicting: string; // logits [B,T-1,V] at positions that predict a next token
