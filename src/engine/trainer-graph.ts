@@ -123,7 +123,9 @@ function emitLossAndGrads(g: GraphBuilder, spec: TrainGraphSpec): Map<string, st
     dtype,
     inputIds,
     ...rows,
-    maxPositions: spec.maxPositions,
+    // a packed row (prompt ++ chosen ++ rejected) is longer than either sequence, though its position
+    // ids are not: onnxruntime's RotaryEmbedding wants a table row per position of the row all the same
+    maxPositions: packed ? 2 * (spec.maxPositions ?? config.maxPositionEmbeddings) : spec.maxPositions,
     linear,
     contribOps: spec.contribOps ?? true,
     // with LoRA the weights are frozen inputs (outside `params`, so the autodiff never reaches them)

@@ -10,6 +10,7 @@ import { buildGradsGraph, gradName, METRIC_OUTPUTS } from '../../src/engine/trai
 import { collateRows, packPreferencePairs, preferenceRows, type PreferencePair } from '../../src/engine/trainer-batch.ts';
 import type { HostTensor } from '../../src/model/tensor.ts';
 import { Rng } from '../../src/util/random.ts';
+import { TrainerCore } from '../../src/engine/trainer-core.ts';
 
 // The shared-prompt packing (one row per pair: prompt ++ chosen ++ rejected) against the two-row
 // layout on float64: the same loss, metrics, sequence log-probs and every gradient (relative 1e-10).
@@ -87,4 +88,28 @@ test('packPreferencePairs: positions restart after the prompt for the rejected r
   assert.deepEqual(n(p.predict_target), [7, 8, 9, 10, 11, 12, 13]);
   assert.deepEqual(n(p.predict_row), [0, 0, 0, 2, 2, 1, 3]);
   assert.throws(() => packPreferencePairs([{ promptTokenIds: [], chosenTokenIds: [1], rejectedTokenIds: [2], refChosenLogp: 0, refRejectedLogp: 0 }]), /pair 0 has an empty prompt/);
+});
+
+test('TrainerCore on float32 with maxPositions the longest sequence: the shared-prompt step equals the two-row step', async () => {
+  // the packed rows are longer than maxPositions (their position ids are not): onnxruntime's fused
+  // RotaryEmbedding must still get a table row per position of the row
+  const dir = dirOf('llama-gqa-untied');
+  const config = readHfConfig(join(dir, 'config.json'));
+  const pairs = randomPairs(new Rng(3), 4, config.vocabSize);
+  const longest = Math.max(...pairs.flatMap((p) => [p.chosenTokenIds.length, p.rejectedTokenIds.length].map((n) => n + p.promptTokenIds.length)));
+  const step = async (sharedPrompt: boolean) => {
+    const trainer = new TrainerCore(config, readSafetensorsDir(dir).weights, { loss: 'dpo', beta: 0.5, lr: 1e-3, warmupSteps: 0, maxPositions: longest, sharedPrompt });
+    const metrics = await trainer.step({ kind: 'preference', pairs });
+    const logps = await trainer.policyLogps(preferenceRows(pairs));
+    await trainer.release();
+    return { metrics, logps };
+  };
+  const twoRow = await step(false);
+  const shared = await step(true);
+  for (const k of ['loss', 'margin', 'chosenReward', 'rejectedReward', 'gradNorm'] as const) {
+    assert.ok(Math.abs(shared.metrics[k] - twoRow.metrics[k]) <= 1e-5 * Math.max(1, Math.abs(twoRow.metrics[k])), `${k}: ${shared.metrics[k]} vs ${twoRow.metrics[k]}`);
+  }
+  assert.equal(shared.metrics.tokens, twoRow.metrics.tokens);
+  // after the step: the same policy (log-probs of the two-row layout, within float32 rounding of an AdamW step)
+  shared.logps.forEach((x, i) => assert.ok(Math.abs(x - twoRow.logps[i]) <= 1e-4 * Math.max(1, Math.abs(twoRow.logps[i])), `row ${i}: ${x} vs ${twoRow.logps[i]}`));
 });
