@@ -3,7 +3,9 @@
  * op type, grouped by phase (forward / backward, from the order the graph emits them), of the last
  * of the timed steps, the host AdamW update's time, and the step's peak RSS.
  *
- *   node --import tsx bench/train-profile.ts [--threads 2 --case 2x256 --steps 1 --top 25 --model DIR]
+ *   node --import tsx bench/train-profile.ts [--threads 2 --case 2x256 --steps 1 --top 25 --model DIR --no-share]
+ *
+ * --no-share: two rows per pair (the trainer's default runs each prompt once for both responses).
  *
  * Default model: the random SmolLM2-135M-shaped init of bench:train (.dice/bench/smollm2-135m).
  * Use a small case (2x256, 8x64) for iteration; 8x256 needs ~14 GB (run it under the bigmem lock).
@@ -39,7 +41,8 @@ const model = loadModel(dir);
 const outDir = join('.dice', 'bench', 'profile');
 rmSync(outDir, { recursive: true, force: true });
 mkdirSync(outDir, { recursive: true });
-const options = { loss: 'dpo' as const, beta: 0.1, lr: 1e-5, warmupSteps: 0, threads, maxPositions: length };
+const sharedPrompt = !process.argv.includes('--no-share');
+const options = { loss: 'dpo' as const, beta: 0.1, lr: 1e-5, warmupSteps: 0, threads, maxPositions: length, sharedPrompt };
 const trainer = new TrainerCore(model.config, model.weights, { ...options, profileFilePrefix: join(outDir, 'train') });
 model.weights.clear();
 const batch = makeBenchBatch(model.config, pairs, length);
@@ -63,7 +66,7 @@ await trainer.release();
 const peakRss = process.resourceUsage().maxRSS / 1024;
 
 const phases = trainGraphPhases(
-  buildGradsGraph({ config: model.config, dtype: 'float32', loss: 'dpo', beta: options.beta, maxPositions: length }),
+  buildGradsGraph({ config: model.config, dtype: 'float32', loss: 'dpo', beta: options.beta, maxPositions: length, sharedPrompt }),
 );
 const file = readdirSync(outDir).find((f) => f.startsWith('train-grads') && f.endsWith('.json'));
 if (!file) throw new Error(`no profile written under ${outDir}`);
@@ -95,7 +98,7 @@ for (const e of inLast) {
   totalUs += e.dur;
 }
 const s = (us: number) => (us / 1e6).toFixed(2);
-console.log(`train step profile  case ${pairs}x${length}  threads ${threads}  model ${dir}`);
+console.log(`train step profile  case ${pairs}x${length}  threads ${threads}  model ${dir}  ${sharedPrompt ? 'prompt shared' : 'two rows per pair'}`);
 console.log(`steps (first = warm-up): ${times.map((t) => t.toFixed(2)).join(' ')} s; profiled run ${s(last.dur)} s, kernels ${s(totalUs)} s, host AdamW ${optimizerSeconds.toFixed(2)} s; peak RSS ${peakRss.toFixed(0)} MB; load ${loadBefore.toFixed(1)} → ${loadAfter.toFixed(1)}`);
 for (const [phase, ops] of [...byPhase].sort((a, b) => sumUs(b[1]) - sumUs(a[1]))) {
   const pus = sumUs(ops);

@@ -405,9 +405,12 @@ export class TrainerCore {
 }
 
 /**
- * Like onnx/session.ts createSession, but without onnxruntime's CPU memory arena and memory-pattern
- * cache: a train step's activations are large and short-lived, and the arena keeps every freed
- * chunk (fragmented) for the life of the session, which more than doubled the peak RSS measured here.
+ * Like onnx/session.ts createSession, but without onnxruntime's CPU memory arena: a train step's
+ * activations are large and short-lived, and the arena keeps every freed chunk (fragmented) for the
+ * life of the session, which more than doubled the peak RSS measured here. The memory pattern stays
+ * on: once a batch shape has run, later runs of that shape take all their intermediate tensors from
+ * one planned block instead of a fresh allocation (and its page faults) per tensor — a SmolLM2-135M
+ * 4 × 256 step went from 18.8 s and 12.5 GB peak RSS to 14.2 s and 10.8 GB.
  */
 async function createTrainSession(
   model: Uint8Array,
@@ -422,7 +425,7 @@ async function createTrainSession(
       executionMode: 'sequential',
       graphOptimizationLevel: cfg.optimization,
       enableCpuMemArena: false,
-      enableMemPattern: false,
+      enableMemPattern: true,
       ...(cfg.profileFilePrefix ? { enableProfiling: true, profileFilePrefix: cfg.profileFilePrefix } : {}),
       ...(cfg.spinning === undefined ? {} : { extra: { session: { intra_op: { allow_spinning: cfg.spinning ? '1' : '0' } } } }),
     });
