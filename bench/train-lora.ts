@@ -64,7 +64,9 @@ export async function loraBench(o: Options): Promise<void> {
     console.log(`${shape}: ${count(llamaParameterShapes(config)).toLocaleString('en-US')} weights; the adapter trains ${trainable.toLocaleString('en-US')} (AdamW state ${((trainable * 8) / 2 ** 20).toFixed(1)} MiB)`);
     for (const kase of o.cases) {
       const ours = (withLora: boolean) => {
-        const args = ['--import', 'tsx', trainBench, '--child', shape, kase, '--threads', String(o.threads), '--steps', String(o.steps), '--micro-batch', String(o.microBatch ?? 0)];
+        // the child reads --no-spin and --no-share itself (bench/train.ts)
+        const passed = process.argv.filter((a) => a === '--no-spin' || a === '--no-share');
+        const args = ['--import', 'tsx', trainBench, '--child', shape, kase, '--threads', String(o.threads), '--steps', String(o.steps), '--micro-batch', String(o.microBatch ?? 0), ...passed];
         const r = spawnSync(process.execPath, withLora ? [...args, '--lora', o.lora] : args, { encoding: 'utf8', maxBuffer: 1 << 26 });
         return result(r.stdout, `ours ${withLora ? 'LoRA' : 'full'} ${shape} ${kase}`, r.stderr);
       };
