@@ -88,7 +88,8 @@ export interface PackedPairs {
   responseTokens: number;
 }
 
-export const SEGMENT = { padding: 0, prompt: 1, chosen: 2, rejected: 3 } as const;
+// the graph's segmentBias reads 0 as padding and 1 as the shared prefix
+const SEGMENT = { padding: 0, prompt: 1, chosen: 2, rejected: 3 } as const;
 
 export function packPreferencePairs(pairs: PreferencePair[], padId = 0, what = 'batch'): PackedPairs {
   if (pairs.length === 0) throw new Error(`${what}: no pairs`);

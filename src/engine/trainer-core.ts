@@ -9,7 +9,7 @@ import { emitResponsePositions } from '../losses/response-positions.ts';
 import { emitSequenceLogps } from '../losses/sequence-logps.ts';
 import { ADAMW_DEFAULTS, adamwUpdate, type AdamWConfig } from '../optim/adamw.ts';
 import { learningRateAt } from '../optim/schedule.ts';
-import { buildGradsGraph, accName, gradName, trainedShapes, type LossKind, type TrainGraphSpec } from './trainer-graph.ts';
+import { buildGradsGraph, accName, gradName, packsPairs, trainedShapes, type LossKind, type TrainGraphSpec } from './trainer-graph.ts';
 import { initAdapter, mergeAdapter, type LoraConfig } from '../model/lora.ts';
 import { loraLinearAdapter } from '../model/lora-graph.ts';
 import { chunk, collateRows, ktoMismatchedRows, packPreferencePairs, preferenceRows, type PreferencePair, type Row, type SftExample } from './trainer-batch.ts';
@@ -191,7 +191,7 @@ export class TrainerCore {
         optimization: this.dtype === 'float64' ? 'basic' : 'all',
         profileFilePrefix: this.options.profileFilePrefix ? `${this.options.profileFilePrefix}-${kind}` : undefined,
         spinning: this.options.spinning,
-        memoryPattern: kind !== 'logps' && kind !== 'base-logps' && !!this.spec.sharedPrompt && this.spec.loss !== 'sft',
+        memoryPattern: kind !== 'logps' && kind !== 'base-logps' && packsPairs(this.spec),
       });
       s.catch(() => this.sessions.delete(kind));
       this.sessions.set(kind, s);
@@ -337,7 +337,7 @@ export class TrainerCore {
     const padId = this.options.padTokenId ?? 0;
     let feeds: Record<string, ort.Tensor>;
     let tokens: number;
-    if (!isSft && this.spec.sharedPrompt) {
+    if (packsPairs(this.spec)) {
       const packed = packPreferencePairs(part as PreferencePair[], padId);
       const names = ['input_ids', 'position_ids', 'segment_ids', 'predict_from', 'predict_target', 'predict_row'] as const;
       feeds = Object.fromEntries(names.map((n) => [n, toOrt(packed[n])]));

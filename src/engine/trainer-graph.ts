@@ -58,6 +58,11 @@ export interface TrainGraphSpec {
   sharedPrompt?: boolean;
 }
 
+/** Whether a spec's grads graph takes packed pairs (packPreferencePairs' inputs) rather than masked rows. */
+export function packsPairs(spec: Pick<TrainGraphSpec, 'loss' | 'sharedPrompt'>): boolean {
+  return !!spec.sharedPrompt && spec.loss !== 'sft';
+}
+
 /** The parameters a spec trains, with their shapes: every weight, or the LoRA adapter's tensors. */
 export function trainedShapes(spec: Pick<TrainGraphSpec, 'config' | 'lora'>): Map<string, number[]> {
   return spec.lora ? loraParameterShapes(spec.config, spec.lora) : llamaParameterShapes(spec.config);
@@ -92,7 +97,7 @@ function emitLossAndGrads(g: GraphBuilder, spec: TrainGraphSpec): Map<string, st
   const { config, dtype } = spec;
   const shapes = trainedShapes(spec);
   const params = new Map<string, string>();
-  const packed = !!spec.sharedPrompt && spec.loss !== 'sft';
+  const packed = packsPairs(spec);
   const inputIds = g.input('input_ids', 'int64', ['rows', 'seq']);
   // preference losses read the reference log-probs of the 2P sequences, chosen first
   const refLogps = spec.loss === 'sft' ? undefined : g.input('ref_logps', dtype, ['sequences']);
